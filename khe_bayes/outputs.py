@@ -19,7 +19,8 @@ def check_can_write(out: Path, overwrite: bool) -> None:
     """Fail early, before any work, if ``out`` exists and may not be replaced."""
     if out.exists() and not overwrite:
         raise OutputExistsError(
-            f"{out}: output directory exists; pass --overwrite to replace it or choose another --out"
+            f"{out}: output directory exists; pass --overwrite to replace it "
+            "or choose another --out"
         )
     if out.exists() and not out.is_dir():
         raise OutputExistsError(f"{out}: exists and is not a directory")

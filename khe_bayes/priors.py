@@ -58,9 +58,9 @@ class Prior(BaseModel):
         for key, value in self.params.items():
             if not isinstance(value, int | float) or isinstance(value, bool):
                 raise ValueError(f"{self.dist} parameter {key} must be a number, got {value!r}")
-            if key in _POSITIVE_PARAMS and not (self.dist == "Cauchy" and key == "alpha"):
-                if value <= 0:
-                    raise ValueError(f"{self.dist} parameter {key} must be > 0, got {value}")
+            positive = key in _POSITIVE_PARAMS and not (self.dist == "Cauchy" and key == "alpha")
+            if positive and value <= 0:
+                raise ValueError(f"{self.dist} parameter {key} must be > 0, got {value}")
         if self.dist == "Uniform" and self.params["lower"] >= self.params["upper"]:
             raise ValueError("Uniform prior needs lower < upper")
         return self

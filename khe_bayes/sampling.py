@@ -8,6 +8,7 @@ import sys
 import warnings
 
 import arviz as az
+import numpy as np
 import pymc as pm
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -69,3 +70,15 @@ def fit(
     for key, value in (attrs or {}).items():
         idata.posterior.attrs[key] = value if isinstance(value, str) else json.dumps(value)
     return idata
+
+
+def derive_seed(seed: int, *labels: str) -> int:
+    """A reproducible child seed for one fit, so sibling fits do not share random streams."""
+    import zlib
+
+    keys = [seed, *(zlib.crc32(label.encode()) for label in labels)]
+    return int(np.random.SeedSequence(keys).generate_state(1)[0])
+
+
+def with_seed(settings: SamplerSettings, seed: int) -> SamplerSettings:
+    return settings.model_copy(update={"seed": seed})

@@ -1,0 +1,80 @@
+"""``khe-bayes reanalyze``: the full reanalysis on the embedded published data."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from khe_bayes.reanalysis import REPO_MODELS, ReanalysisSettings, run_reanalysis
+from khe_bayes.sampling import SamplerSettings
+
+EXIT_STRICT = 3
+
+
+def add_sampler_arguments(p: argparse.ArgumentParser) -> None:
+    d = SamplerSettings()
+    p.add_argument("--seed", type=int, default=d.seed, help=f"random seed (default {d.seed})")
+    p.add_argument("--draws", type=int, default=d.draws, help=f"draws per chain ({d.draws})")
+    p.add_argument("--tune", type=int, default=d.tune, help=f"tuning steps per chain ({d.tune})")
+    p.add_argument("--chains", type=int, default=d.chains, help=f"chains ({d.chains})")
+    p.add_argument("--cores", type=int, default=None, help="parallel chains (default: all cores)")
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="show the sampler's progress bar (default: when stderr is a terminal)",
+    )
+
+
+def sampler_from_args(args: argparse.Namespace) -> SamplerSettings:
+    from pydantic import ValidationError
+
+    from khe_bayes.errors import InputError
+
+    try:
+        return SamplerSettings(
+            draws=args.draws,
+            tune=args.tune,
+            chains=args.chains,
+            cores=args.cores,
+            seed=args.seed,
+            progressbar=args.progress,
+        )
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise InputError(f"--{err['loc'][0]}: {err['msg']}") from None
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "reanalyze",
+        help="run the full reanalysis on the published numbers",
+        description="Fit every model to the published evidence and write summary tables, "
+        "InferenceData files, figures, a report and a manifest to --out.",
+    )
+    p.add_argument("--out", default="results/reanalysis", help="output directory")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument("--models", type=Path, default=REPO_MODELS, help="directory of model specs")
+    p.add_argument("--evidence", type=Path, default=None, help="evidence TOML (default: packaged)")
+    p.add_argument(
+        "--strict", action="store_true", help=f"exit {EXIT_STRICT} if any fit converged poorly"
+    )
+    add_sampler_arguments(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = ReanalysisSettings(
+        sampler=sampler_from_args(args),
+        models_dir=args.models,
+        evidence_file=args.evidence,
+        strict=args.strict,
+    )
+    result = run_reanalysis(settings, args.out, overwrite=args.overwrite)
+    if not result.converged:
+        bad = result.diagnostics[~result.diagnostics["ok"]]
+        for r in bad.itertuples():
+            print(f"khe-bayes: warning: poor convergence in {r.model}/{r.prior}: {r.problems}")
+        if args.strict:
+            return EXIT_STRICT
+    return 0

@@ -1,0 +1,102 @@
+"""Figures (PNG) from InferenceData and result tables. Matplotlib only, non-interactive backend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import arviz as az
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from khe_bayes.summary import HDI_PROB, select_draws
+
+DPI = 110
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
+
+
+def forest_by_prior(fits: dict[str, az.InferenceData], var: str, path: Path, title: str) -> Path:
+    """Posterior mean and 95% HDI of each element of ``var``, one marker per prior set."""
+    first = next(iter(fits.values()))
+    dim = next(d for d in first.posterior[var].dims if d not in ("chain", "draw"))
+    labels = [str(x) for x in first.posterior[var][dim].values]
+    fig, ax = plt.subplots(figsize=(7.5, 0.55 * len(labels) * max(1, len(fits) / 2) + 1.2))
+    offsets = np.linspace(-0.25, 0.25, len(fits)) if len(fits) > 1 else [0.0]
+    for offset, (prior, idata) in zip(offsets, fits.items(), strict=True):
+        for i, label in enumerate(labels):
+            draws = select_draws(idata, f"{var}[{label}]")
+            lo, hi = az.hdi(draws, hdi_prob=HDI_PROB)
+            y = i + offset
+            ax.plot([lo, hi], [y, y], lw=2, color=f"C{list(fits).index(prior)}")
+            ax.plot(draws.mean(), y, "o", color=f"C{list(fits).index(prior)}")
+    for i, prior in enumerate(fits):
+        ax.plot([], [], "o-", color=f"C{i}", label=prior)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"{var} (posterior mean and {HDI_PROB:.0%} HDI)")
+    ax.set_title(title)
+    ax.legend(title="prior", fontsize=8, loc="best")
+    ax.grid(axis="x", alpha=0.3)
+    return _save(fig, path)
+
+
+def densities_with_thresholds(
+    idata: az.InferenceData,
+    quantities: list[str],
+    thresholds: pd.DataFrame,
+    path: Path,
+    title: str,
+    xlim: tuple[float, float] | None = None,
+) -> Path:
+    """Posterior density (histogram) of each quantity with its threshold lines."""
+    fig, axes = plt.subplots(1, len(quantities), figsize=(4.2 * len(quantities), 3.2))
+    axes = np.atleast_1d(axes)
+    for ax, q in zip(axes, quantities, strict=True):
+        draws = select_draws(idata, q)
+        ax.hist(draws, bins=60, density=True, color="C0", alpha=0.7)
+        for _, t in thresholds[thresholds["quantity"] == q].iterrows():
+            value = float(t["statement"].rsplit(" ", 1)[1].rstrip(")"))
+            ax.axvline(value, color="C3", ls="--", lw=1)
+            ax.text(
+                value,
+                ax.get_ylim()[1] * 0.9,
+                f" {t['statement']}\n = {t['probability']:.3f}",
+                fontsize=7,
+                color="C3",
+                va="top",
+            )
+        ax.set_title(q, fontsize=9)
+        if xlim:
+            ax.set_xlim(*xlim)
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
+def zero_event_plot(
+    idata: az.InferenceData, zero_events: pd.DataFrame, prior: str, path: Path
+) -> Path:
+    """Posterior of each zero-event rate with the credible bound and the rule of three."""
+    rows = zero_events[zero_events["prior"] == prior]
+    fig, axes = plt.subplots(1, len(rows), figsize=(4.2 * len(rows), 3.2))
+    axes = np.atleast_1d(axes)
+    upper_col = next(c for c in rows.columns if c.startswith("upper_credible"))
+    for ax, (_, r) in zip(axes, rows.iterrows(), strict=True):
+        draws = select_draws(idata, f"rate[{r['outcome']}]")
+        ax.hist(draws, bins=60, density=True, color="C0", alpha=0.7)
+        ax.axvline(r[upper_col], color="C1", lw=1.5, label=f"95% upper credible {r[upper_col]:.4f}")
+        ax.axvline(
+            r["rule_of_three"], color="C3", ls="--", label=f"rule of 3: {r['rule_of_three']:.4f}"
+        )
+        ax.set_title(f"{r['outcome']} (0/{r['n']}), prior {prior}", fontsize=9)
+        ax.legend(fontsize=7)
+        ax.set_xlim(0, max(0.15, r["rule_of_three"] * 2))
+    return _save(fig, path)

@@ -1,0 +1,165 @@
+"""Posterior summaries and convergence flags: plain functions over ArviZ InferenceData."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import arviz as az
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+HDI_PROB = 0.95
+
+
+@dataclass(frozen=True)
+class ConvergenceRules:
+    """When a quantity is flagged. Defaults follow Vehtari et al. (2021): R-hat <= 1.01 and
+    bulk/tail ESS of at least 100 per chain; any divergent transition is flagged."""
+
+    rhat_max: float = 1.01
+    ess_per_chain_min: float = 100.0
+    divergences_max: int = 0
+
+
+class Threshold(BaseModel):
+    """A clinically meaningful threshold: report P(quantity > value) or P(quantity < value)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    quantity: str = Field(description="a variable name, with [label] for one element")
+    direction: str = Field(pattern=r"^[<>]$")
+    value: float
+    label: str
+
+
+def divergences(idata: az.InferenceData) -> int:
+    """Number of divergent transitions after warm-up (0 if the sampler did not record them)."""
+    stats = getattr(idata, "sample_stats", None)
+    if stats is None or "diverging" not in stats:
+        return 0
+    return int(stats["diverging"].sum())
+
+
+def summarize(
+    idata: az.InferenceData,
+    var_names: Iterable[str] | None = None,
+    descriptions: Mapping[str, str] | None = None,
+    rules: ConvergenceRules = ConvergenceRules(),
+) -> pd.DataFrame:
+    """ArviZ summary (95% HDI) plus ``description`` and ``flag`` columns.
+
+    ``descriptions`` maps a variable name (or a full row label such as ``rate[response_12m]``) to
+    a sentence; ``flag`` is empty when the row passes ``rules`` and otherwise lists what failed.
+    """
+    table = az.summary(
+        idata, var_names=list(var_names) if var_names else None, hdi_prob=HDI_PROB, round_to="none"
+    )
+    descriptions = descriptions or {}
+    table.insert(0, "description", [_describe(label, descriptions) for label in table.index])
+    n_chains = idata.posterior.sizes["chain"]
+    ess_min = rules.ess_per_chain_min * n_chains
+    n_div = divergences(idata)
+    flags = []
+    for _, row in table.iterrows():
+        problems = []
+        if n_chains > 1 and not (row["r_hat"] <= rules.rhat_max):
+            problems.append(f"r_hat>{rules.rhat_max}")
+        if not (row["ess_bulk"] >= ess_min):
+            problems.append(f"ess_bulk<{ess_min:g}")
+        if not (row["ess_tail"] >= ess_min):
+            problems.append(f"ess_tail<{ess_min:g}")
+        if n_div > rules.divergences_max:
+            problems.append(f"divergences={n_div}")
+        flags.append(";".join(problems))
+    table["flag"] = flags
+    table.index.name = "quantity"
+    return table
+
+
+def _describe(label: str, descriptions: Mapping[str, str]) -> str:
+    if label in descriptions:
+        return descriptions[label]
+    base = label.split("[", 1)[0]
+    text = descriptions.get(base, "")
+    if "[" in label and text:
+        return f"{text} ({label[len(base) + 1 : -1]})"
+    return text
+
+
+def diagnostics(idata: az.InferenceData, rules: ConvergenceRules = ConvergenceRules()) -> dict:
+    """Whole-model convergence: worst R-hat, smallest ESS, divergences, and whether it passes."""
+    rhat = az.rhat(idata)
+    ess_bulk = az.ess(idata, method="bulk")
+    ess_tail = az.ess(idata, method="tail")
+
+    def _extreme(ds, fn):
+        values = [float(fn(ds[v].values)) for v in ds.data_vars if ds[v].size]
+        return fn(np.array(values)) if values else float("nan")
+
+    n_chains = idata.posterior.sizes["chain"]
+    out = {
+        "chains": int(n_chains),
+        "draws": int(idata.posterior.sizes["draw"]),
+        "max_r_hat": float(_extreme(rhat, np.nanmax)) if n_chains > 1 else float("nan"),
+        "min_ess_bulk": float(_extreme(ess_bulk, np.nanmin)),
+        "min_ess_tail": float(_extreme(ess_tail, np.nanmin)),
+        "divergences": divergences(idata),
+    }
+    ess_min = rules.ess_per_chain_min * n_chains
+    problems = []
+    if n_chains > 1 and not out["max_r_hat"] <= rules.rhat_max:
+        problems.append(f"max R-hat {out['max_r_hat']:.3f} > {rules.rhat_max}")
+    if not out["min_ess_bulk"] >= ess_min:
+        problems.append(f"min bulk ESS {out['min_ess_bulk']:.0f} < {ess_min:g}")
+    if not out["min_ess_tail"] >= ess_min:
+        problems.append(f"min tail ESS {out['min_ess_tail']:.0f} < {ess_min:g}")
+    if out["divergences"] > rules.divergences_max:
+        problems.append(f"{out['divergences']} divergent transitions")
+    out["ok"] = not problems
+    out["problems"] = "; ".join(problems)
+    return out
+
+
+def select_draws(idata: az.InferenceData, quantity: str) -> np.ndarray:
+    """Flattened posterior draws of ``name`` or ``name[label]`` (one coordinate label)."""
+    if "[" in quantity:
+        name, label = quantity[:-1].split("[", 1)
+        da = idata.posterior[name]
+        extra = [d for d in da.dims if d not in ("chain", "draw")]
+        if len(extra) != 1:
+            raise KeyError(f"{quantity}: expected one labelled dimension, found {extra}")
+        da = da.sel({extra[0]: label})
+    else:
+        da = idata.posterior[quantity]
+        if set(da.dims) - {"chain", "draw"}:
+            raise KeyError(f"{quantity} has more than chain and draw dims; name one element")
+    return np.asarray(da.values).reshape(-1)
+
+
+def threshold_probabilities(
+    idata: az.InferenceData, thresholds: Iterable[Threshold]
+) -> pd.DataFrame:
+    """Posterior probability of each threshold statement, with its Monte Carlo standard error.
+
+    The MCSE uses the bulk ESS of the indicator draws: sqrt(p (1 - p) / ESS).
+    """
+    rows = []
+    for t in thresholds:
+        draws = select_draws(idata, t.quantity)
+        hits = draws > t.value if t.direction == ">" else draws < t.value
+        p = float(hits.mean())
+        n_chain = idata.posterior.sizes["chain"]
+        ess = float(az.ess(hits.reshape(n_chain, -1).astype(float)))
+        mcse = float(np.sqrt(p * (1 - p) / ess)) if np.isfinite(ess) and ess > 0 else 0.0
+        rows.append(
+            {
+                "quantity": t.quantity,
+                "statement": f"P({t.quantity} {t.direction} {t.value:g})",
+                "probability": p,
+                "mcse": mcse,
+                "label": t.label,
+            }
+        )
+    return pd.DataFrame(rows)
