@@ -1,0 +1,121 @@
+"""`khe-bayes reanalyze` end to end, as a user runs it (short chains)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from khe_bayes.cli import main
+
+FAST = ["--draws", "300", "--tune", "300", "--chains", "2", "--seed", "5", "--no-progress"]
+OUTCOMES = {
+    "response_6m",
+    "response_12m",
+    "kmp_prevalence",
+    "combination_share_kmp",
+    "toxicity_discontinuation",
+    "drug_related_death",
+}
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "khe_bayes.cli", *args], capture_output=True, text=True, timeout=600
+    )
+
+
+@pytest.fixture(scope="module")
+def result_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "reanalysis"
+    proc = run_cli("reanalyze", "--out", str(out), *FAST)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return out
+
+
+def test_writes_every_output(result_dir):
+    names = {p.relative_to(result_dir).as_posix() for p in result_dir.rglob("*") if p.is_file()}
+    for expected in [
+        "summary.csv",
+        "thresholds.csv",
+        "zero_events.csv",
+        "diagnostics.csv",
+        "closed_form_check.csv",
+        "report.md",
+        "report.html",
+        "manifest.json",
+        "aggregate_proportions__uniform_beta.nc",
+        "figures/aggregate_rates.png",
+    ]:
+        assert expected in names
+    manifest = json.loads((result_dir / "manifest.json").read_text())
+    assert set(manifest["outputs"]) == names
+    assert manifest["settings"]["sampler"]["seed"] == 5
+    assert manifest["versions"]["pymc"].startswith("5.")
+    assert len(manifest["inputs_sha256"]["evidence"]) == 64
+
+
+def test_summary_has_arviz_layout_and_descriptions(result_dir):
+    summary = pd.read_csv(result_dir / "summary.csv")
+    for col in [
+        "quantity",
+        "description",
+        "mean",
+        "sd",
+        "hdi_2.5%",
+        "hdi_97.5%",
+        "mcse_mean",
+        "ess_bulk",
+        "ess_tail",
+        "r_hat",
+        "flag",
+    ]:
+        assert col in summary.columns
+    assert set(summary["prior"]) == {"uniform_beta", "jeffreys_beta", "logit_normal"}
+    labels = {q[len("rate[") : -1] for q in summary["quantity"]}
+    assert labels == OUTCOMES
+    assert summary["description"].str.len().min() > 10
+
+
+def test_posterior_file_carries_its_spec(result_dir):
+    import arviz as az
+
+    idata = az.from_netcdf(result_dir / "aggregate_proportions__logit_normal.nc")
+    spec = json.loads(idata.posterior.attrs["spec"])
+    assert spec["family"] == "aggregate_proportion"
+    assert idata.posterior.attrs["prior_set"] == "logit_normal"
+    assert "posterior_predictive" in idata.groups()
+
+
+def test_same_seed_gives_identical_summary(result_dir, tmp_path):
+    out = tmp_path / "again"
+    assert main(["reanalyze", "--out", str(out), *FAST]) == 0
+    for name in ["summary.csv", "thresholds.csv", "zero_events.csv"]:
+        assert (out / name).read_bytes() == (result_dir / name).read_bytes(), name
+
+
+def test_existing_output_is_not_overwritten(result_dir):
+    before = (result_dir / "summary.csv").read_bytes()
+    proc = run_cli("reanalyze", "--out", str(result_dir), *FAST)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "--overwrite" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert (result_dir / "summary.csv").read_bytes() == before
+
+
+def test_bad_sampler_argument_is_a_one_line_error(tmp_path):
+    proc = run_cli("reanalyze", "--out", str(tmp_path / "x"), "--draws", "0")
+    assert proc.returncode == 2 and "--draws" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "x").exists()
+
+
+def test_strict_turns_poor_convergence_into_nonzero_exit(tmp_path):
+    out = tmp_path / "poor"
+    args = ["--draws", "20", "--tune", "0", "--chains", "2", "--seed", "1", "--no-progress"]
+    code = main(["reanalyze", "--out", str(out), "--strict", *args])
+    assert code == 3
+    report = (out / "report.md").read_text()
+    assert "WARNING: poor convergence" in report
