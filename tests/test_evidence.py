@@ -104,9 +104,9 @@ def test_percentage_without_denominator_rejected():
 
 
 def _write_modified(tmp_path, mutate):
-    import tomli_w
-
     from importlib import resources
+
+    import tomli_w
 
     raw = read_toml(resources.files("khe_bayes") / "data" / "evidence.toml")
     mutate(raw)

@@ -7,10 +7,10 @@ import base64
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
 
-from khe_bayes.report import Figure, Section, Table, Text, render_html, render_markdown  # noqa: E402
+from khe_bayes.report import Figure, Section, Table, Text, render_html, render_markdown
 
 
 def test_markdown_and_html_carry_the_same_content(tmp_path):
