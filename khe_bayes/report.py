@@ -134,6 +134,14 @@ img{max-width:100%} figcaption{font-style:italic;font-size:0.9em}
 nav li{margin:0.1em 0}
 """
 
+# Marks on <body> how many figures decoded, so a headless browser can check the report renders.
+_IMAGE_CHECK = (
+    "<script>window.addEventListener('load',()=>{const i=[...document.images];"
+    "document.body.dataset.imagesTotal=i.length;"
+    "document.body.dataset.imagesLoaded=i.filter(x=>x.complete&&x.naturalWidth>0).length;});"
+    "</script>"
+)
+
 
 def render_html(title: str, sections: list[Section], figure_dir: Path) -> str:
     toc = "".join(
@@ -155,5 +163,6 @@ def render_html(title: str, sections: list[Section], figure_dir: Path) -> str:
             else:
                 parts.append(_html_figure(b, figure_dir))
         parts.append("</section>")
+    parts.append(_IMAGE_CHECK)
     parts.append("</body></html>")
     return "\n".join(parts)

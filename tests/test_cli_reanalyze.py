@@ -119,3 +119,41 @@ def test_strict_turns_poor_convergence_into_nonzero_exit(tmp_path):
     assert code == 3
     report = (out / "report.md").read_text()
     assert "WARNING: poor convergence" in report
+
+
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--virtual-time-budget=5000",
+    "--dump-dom",
+]
+
+
+def test_html_report_renders_in_headless_chromium_with_every_figure(result_dir, tmp_path):
+    import re
+    import shutil
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("Debian chromium is not installed (.ci/run installs it)")
+    report = result_dir / "report.html"
+    proc = subprocess.run(
+        [browser, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", report.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    dom = proc.stdout
+    total = re.search(r'data-images-total="(\d+)"', dom)
+    loaded = re.search(r'data-images-loaded="(\d+)"', dom)
+    assert total and loaded, dom[:500]
+    n_figures = len(list((result_dir / "figures").glob("*.png")))
+    assert int(total.group(1)) == n_figures >= 3
+    assert int(loaded.group(1)) == n_figures
+    assert "Posterior summaries" in dom
