@@ -64,7 +64,7 @@ def densities_with_thresholds(
         draws = select_draws(idata, q)
         ax.hist(draws, bins=60, density=True, color="C0", alpha=0.7)
         for _, t in thresholds[thresholds["quantity"] == q].iterrows():
-            value = float(t["statement"].rsplit(" ", 1)[1].rstrip(")"))
+            value = float(t["value"])
             ax.axvline(value, color="C3", ls="--", lw=1)
             ax.text(
                 value,

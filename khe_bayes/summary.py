@@ -156,6 +156,8 @@ def threshold_probabilities(
         rows.append(
             {
                 "quantity": t.quantity,
+                "direction": t.direction,
+                "value": t.value,
                 "statement": f"P({t.quantity} {t.direction} {t.value:g})",
                 "probability": p,
                 "mcse": mcse,
