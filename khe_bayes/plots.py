@@ -100,3 +100,36 @@ def zero_event_plot(
         ax.legend(fontsize=7)
         ax.set_xlim(0, max(0.15, r["rule_of_three"] * 2))
     return _save(fig, path)
+
+
+def ppc_reported_plot(ppc: pd.DataFrame, replications: pd.DataFrame, path: Path) -> Path:
+    """Each reported statistic against its posterior predictive distribution.
+
+    One panel per checked statistic: violins of the replicated estimate and CI endpoints, the
+    reported values as red diamonds, and the verdict in the title.
+    """
+    checked = ppc[ppc["n_replications"] > 0].reset_index(drop=True)
+    n = max(len(checked), 1)
+    cols = min(3, n)
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.4 * cols, 2.6 * rows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    for ax, (_, row) in zip(axes.flat, checked.iterrows(), strict=False):
+        reps = replications[replications["statistic"] == row["statistic"]]
+        if "interpretation" in reps:
+            reps = reps[reps["interpretation"].isin([row["interpretation"], ""])]
+        parts = [p for p in ("lower", "estimate", "upper") if np.isfinite(reps[p]).any()]
+        data = [reps[p].to_numpy(float)[np.isfinite(reps[p].to_numpy(float))] for p in parts]
+        ax.violinplot(data, positions=range(len(parts)), vert=False, showextrema=False)
+        for j, p in enumerate(parts):
+            value = row[f"reported_{p}"]
+            if pd.notna(value):
+                ax.plot(value, j, "D", color="C3", ms=6)
+        ax.set_yticks(range(len(parts)), parts)
+        ax.set_title(f"{row['statistic']}\n{row['interpretation']}: {row['verdict']}", fontsize=8)
+        ax.tick_params(labelsize=7)
+    fig.suptitle(
+        "Reported values (red) against their posterior predictive distribution", fontsize=9
+    )
+    return _save(fig, path)

@@ -1,7 +1,7 @@
 """The full reanalysis: evidence -> models -> posterior -> checks -> report, written atomically.
 
 Each stage returns plain results (InferenceData and tables); this module only wires them
-together, writes files and assembles the report.
+together and writes files. Report text lives in report_sections.py.
 """
 
 from __future__ import annotations
@@ -16,17 +16,25 @@ import pandas as pd
 
 from khe_bayes.aggregate import AggregateProportionSpec
 from khe_bayes.aggregate_analysis import AggregateResult, run_aggregate
-from khe_bayes.evidence import load_evidence
+from khe_bayes.evidence import Evidence, load_evidence
 from khe_bayes.manifest import build_manifest, sha256_file, sha256_text
 from khe_bayes.outputs import check_can_write, staged_directory, write_json
-from khe_bayes.plots import densities_with_thresholds, forest_by_prior, zero_event_plot
-from khe_bayes.report import Figure, Section, Table, Text, render_html, render_markdown
+from khe_bayes.plots import (
+    densities_with_thresholds,
+    forest_by_prior,
+    ppc_reported_plot,
+    zero_event_plot,
+)
+from khe_bayes.ppc import compare_reported, replicate_counts, reported_statistics
+from khe_bayes.report import Figure, render_html, render_markdown
+from khe_bayes.report_sections import build_sections, manifest_section
 from khe_bayes.sampling import SamplerSettings
 from khe_bayes.summary import diagnostics
 from khe_bayes.tomlio import load_toml_model
 
 REPO_MODELS = Path(__file__).resolve().parents[1] / "models"
 AGGREGATE_SPEC = "aggregate_proportions.toml"
+TITLE = "Bayesian reanalysis: sirolimus for progressive kaposiform hemangioendothelioma"
 
 
 @dataclass
@@ -39,9 +47,14 @@ class ReanalysisSettings:
 
 @dataclass
 class ReanalysisResult:
-    out: Path
+    """Everything the stages produced; the writer and the report only read it."""
+
+    evidence: Evidence
     aggregate: AggregateResult
+    ppc: pd.DataFrame
+    replications: pd.DataFrame
     diagnostics: pd.DataFrame
+    inputs: dict[str, str] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
 
     @property
@@ -69,21 +82,57 @@ def run_reanalysis(
 
     started = time.time()
     aggregate = run_aggregate(spec, evidence, settings.sampler, progress=progress)
-
-    diag_rows = []
-    for label, idata in aggregate.fits.items():
-        d = diagnostics(idata)
-        diag_rows.append({"model": spec.name, "prior": label, **d})
-    diag = pd.DataFrame(diag_rows)
-
+    progress("posterior-predictive checks against the reported statistics")
+    ppc, replications = posterior_predictive_checks(evidence, aggregate)
+    diag = pd.DataFrame(
+        [
+            {"model": spec.name, "prior": label, **diagnostics(idata)}
+            for label, idata in aggregate.fits.items()
+        ]
+    )
+    result = ReanalysisResult(
+        evidence=evidence,
+        aggregate=aggregate,
+        ppc=ppc,
+        replications=replications,
+        diagnostics=diag,
+        inputs={
+            "evidence": sha256_text(evidence.model_dump_json()),
+            AGGREGATE_SPEC: sha256_file(spec_path),
+        },
+    )
     progress(f"writing results to {out}")
     with staged_directory(out, overwrite=overwrite) as stage:
-        files = _write_all(stage, settings, evidence, spec, spec_path, aggregate, diag, started)
+        result.files = write_results(stage, settings, result, started)
     progress(f"done in {time.time() - started:.0f} s: {out / 'report.html'}")
-    return ReanalysisResult(out=out, aggregate=aggregate, diagnostics=diag, files=files)
+    return result
 
 
-def _write_all(stage, settings, evidence, spec, spec_path, aggregate, diag, started) -> list[str]:
+def posterior_predictive_checks(
+    evidence: Evidence, aggregate: AggregateResult
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Replications from every fitted model (default priors) and their comparison with what the
+    paper reported. Statistics no model replicates yet are listed with verdict 'no replicator'."""
+    idata = aggregate.fits[aggregate.spec.priors.label]
+    interpretation_of = {o.name: o.interpretation for o in aggregate.spec.outcome}
+    outcomes = {}
+    for d in aggregate.data:
+        if not d.is_single_count:
+            continue
+        record = evidence[d.evidence_id]
+        default = record.default_interpretation
+        interp = interpretation_of.get(d.name) or (default.id if default else "")
+        outcomes[f"events_{d.name}"] = (record.statistic, interp, d.counts[0][1])
+    replications = replicate_counts(idata, outcomes)
+    reported = reported_statistics(evidence, all_interpretations=True)
+    return compare_reported(reported, replications), replications
+
+
+def write_results(
+    stage: Path, settings: ReanalysisSettings, result: ReanalysisResult, started: float
+) -> list[str]:
+    """Write every table, InferenceData, figure, the report and the manifest into ``stage``."""
+    aggregate, spec = result.aggregate, result.aggregate.spec
     fig_dir = stage / "figures"
     fig_dir.mkdir()
     written: list[str] = []
@@ -96,14 +145,42 @@ def _write_all(stage, settings, evidence, spec, spec_path, aggregate, diag, star
     csv("thresholds.csv", aggregate.thresholds)
     csv("zero_events.csv", aggregate.zero_events)
     csv("closed_form_check.csv", aggregate.closed_form)
-    csv("diagnostics.csv", diag)
-    csv("evidence.csv", evidence.to_frame())
+    csv("ppc_reported.csv", result.ppc)
+    csv("diagnostics.csv", result.diagnostics)
+    csv("evidence.csv", result.evidence.to_frame())
     for label, idata in aggregate.fits.items():
         name = f"{spec.name}__{label}.nc"
         idata.to_netcdf(stage / name)
         written.append(name)
 
-    default = spec.priors.label
+    figures = aggregate_figures(aggregate, fig_dir)
+    ppc_figure = Figure(
+        ppc_reported_plot(result.ppc, result.replications, fig_dir / "ppc_reported.png"),
+        "Each reported statistic (red) against its posterior predictive distribution.",
+    )
+    written += [f"figures/{f.path.name}" for f in [*figures, ppc_figure]]
+
+    sections = build_sections(result, figures, ppc_figure)
+    manifest = build_manifest(
+        command="reanalyze",
+        settings={
+            "sampler": settings.sampler.model_dump(),
+            "models_dir": str(settings.models_dir),
+            "strict": settings.strict,
+        },
+        inputs=result.inputs,
+        outputs=[*written, "report.md", "report.html", "manifest.json"],
+    )
+    manifest["elapsed_seconds"] = round(time.time() - started, 1)
+    sections.append(manifest_section(manifest))
+    (stage / "report.md").write_text(render_markdown(TITLE, sections, stage), encoding="utf-8")
+    (stage / "report.html").write_text(render_html(TITLE, sections, stage), encoding="utf-8")
+    write_json(stage / "manifest.json", manifest)
+    return [*written, "report.md", "report.html", "manifest.json"]
+
+
+def aggregate_figures(aggregate: AggregateResult, fig_dir: Path) -> list[Figure]:
+    default = aggregate.spec.priors.label
     figures = [
         Figure(
             forest_by_prior(
@@ -126,143 +203,13 @@ def _write_all(stage, settings, evidence, spec, spec_path, aggregate, diag, star
         ),
     ]
     if not aggregate.zero_events.empty:
+        path = zero_event_plot(
+            aggregate.fits[default], aggregate.zero_events, default, fig_dir / "zero_events.png"
+        )
         figures.append(
             Figure(
-                zero_event_plot(
-                    aggregate.fits[default],
-                    aggregate.zero_events,
-                    default,
-                    fig_dir / "zero_events.png",
-                ),
+                path,
                 "Zero-event safety outcomes: posterior, 95% upper credible bound, rule of three.",
             )
         )
-    written += [f"figures/{f.path.name}" for f in figures]
-
-    sections = build_sections(evidence, spec, aggregate, diag, figures)
-    manifest = build_manifest(
-        command="reanalyze",
-        settings={
-            "sampler": settings.sampler.model_dump(),
-            "models_dir": str(settings.models_dir),
-            "strict": settings.strict,
-        },
-        inputs={
-            "evidence": sha256_text(evidence.model_dump_json()),
-            AGGREGATE_SPEC: sha256_file(spec_path),
-        },
-        outputs=[*written, "report.md", "report.html", "manifest.json"],
-    )
-    manifest["elapsed_seconds"] = round(time.time() - started, 1)
-    sections.append(_manifest_section(manifest))
-    title = "Bayesian reanalysis: sirolimus for progressive kaposiform hemangioendothelioma"
-    (stage / "report.md").write_text(render_markdown(title, sections, stage), encoding="utf-8")
-    (stage / "report.html").write_text(render_html(title, sections, stage), encoding="utf-8")
-    written += ["report.md", "report.html"]
-    write_json(stage / "manifest.json", manifest)
-    written.append("manifest.json")
-    return written
-
-
-def build_sections(evidence, spec, aggregate, diag, figures) -> list[Section]:
-    ev = evidence.to_frame()
-    study = Section("Study and evidence").add(
-        Text(
-            f"Source: {evidence.source.citation} doi:{evidence.source.doi}. Only the abstract's "
-            f"aggregate numbers are used. {evidence.source.rounding}"
-        )
-    )
-    study.add(
-        Table(
-            ev[["id", "kind", "value", "population", "timepoint", "quote"]],
-            caption="Every quantitative statement of the abstract, with its quote.",
-        )
-    )
-
-    methods = Section("Aggregate model").add(
-        Text(
-            "Each outcome's probability is estimated independently from its count (Binomial "
-            "likelihood) or, for a printed percentage, from the set of counts consistent with "
-            "its rounding. Prior sets (the first is the default):\n"
-            + "\n".join(f"- **{p.label}**: {p.describe()}" for p in spec.prior_sets())
-        )
-    )
-
-    results = Section("Posterior summaries").add(
-        Table(
-            aggregate.summary.reset_index()[
-                ["prior", "quantity", "mean", "sd", "hdi_2.5%", "hdi_97.5%", "ess_bulk", "r_hat"]
-            ],
-            caption="Posterior mean, SD and 95% HDI of each proportion "
-            "(summary.csv has all columns).",
-        )
-    )
-    results.add(
-        Table(
-            aggregate.thresholds[["prior", "statement", "probability", "mcse", "label"]],
-            caption="Posterior probabilities of clinically meaningful thresholds.",
-        )
-    )
-    results.add(
-        Table(
-            aggregate.zero_events,
-            caption="Zero-event outcomes: Bayesian upper bound beside the rule of three and the "
-            "exact (Clopper-Pearson) one-sided bound.",
-            digits=4,
-        )
-    )
-    for f in figures:
-        results.add(f)
-
-    checks = Section("Checks against exact posteriors").add(
-        Text(
-            "Under Beta priors the exact posterior is Beta (a mixture of Betas for rounded "
-            "percentages with several consistent counts); under other priors the reference is "
-            "quadrature on a fine grid. z is the MCMC error in units of its Monte Carlo "
-            "standard error; |z| > 4 would signal a problem."
-        )
-    )
-    checks.add(Table(aggregate.closed_form, caption="MCMC vs reference posterior.", digits=4))
-
-    conv = Section("Convergence diagnostics")
-    bad = diag[~diag["ok"]]
-    if bad.empty:
-        conv.add(
-            Text(
-                "All fits pass: R-hat <= 1.01, bulk and tail ESS >= 100 per chain, and no "
-                "divergent transitions."
-            )
-        )
-    else:
-        conv.add(
-            Text(
-                "**WARNING: poor convergence in "
-                + ", ".join(f"{r.model}/{r.prior} ({r.problems})" for r in bad.itertuples())
-                + ". Treat those results with caution; rerun with more draws.**"
-            )
-        )
-    conv.add(Table(diag, caption="Whole-model diagnostics per fit."))
-    flagged = aggregate.summary[aggregate.summary["flag"] != ""]
-    if not flagged.empty:
-        conv.add(
-            Table(flagged.reset_index()[["prior", "quantity", "flag"]], caption="Flagged rows.")
-        )
-    return [study, methods, results, checks, conv]
-
-
-def _manifest_section(manifest: dict) -> Section:
-    versions = ", ".join(f"{k} {v}" for k, v in manifest["versions"].items())
-    git = manifest["git"]
-    commit = git["commit"] or "not a git checkout"
-    dirty = " (with uncommitted changes)" if git.get("dirty") else ""
-    sampler = manifest["settings"]["sampler"]
-    return Section("Manifest").add(
-        Text(
-            f"- Versions: {versions}\n"
-            f"- Commit: {commit}{dirty}\n"
-            f"- Sampler: {sampler['chains']} chains x {sampler['draws']} draws after "
-            f"{sampler['tune']} tuning steps, seed {sampler['seed']}\n"
-            f"- Elapsed: {manifest['elapsed_seconds']} s\n"
-            "- Full details, including input hashes: manifest.json"
-        )
-    )
+    return figures

@@ -1,0 +1,150 @@
+"""Report sections: each stage's results as text, tables and figures (no computation here)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from khe_bayes.ppc import VerdictRule
+from khe_bayes.report import Figure, Section, Table, Text
+
+if TYPE_CHECKING:
+    from khe_bayes.reanalysis import ReanalysisResult
+
+
+def build_sections(
+    result: ReanalysisResult, figures: list[Figure], ppc_figure: Figure
+) -> list[Section]:
+    """All sections but the manifest, in reading order."""
+    evidence, aggregate, diag = result.evidence, result.aggregate, result.diagnostics
+    spec = aggregate.spec
+    ev = evidence.to_frame()
+    study = Section("Study and evidence").add(
+        Text(
+            f"Source: {evidence.source.citation} doi:{evidence.source.doi}. Only the abstract's "
+            f"aggregate numbers are used. {evidence.source.rounding}"
+        )
+    )
+    study.add(
+        Table(
+            ev[["id", "kind", "value", "population", "timepoint", "quote"]],
+            caption="Every quantitative statement of the abstract, with its quote.",
+        )
+    )
+
+    methods = Section("Aggregate model").add(
+        Text(
+            "Each outcome's probability is estimated independently from its count (Binomial "
+            "likelihood) or, for a printed percentage, from the set of counts consistent with "
+            "its rounding. Prior sets (the first is the default):\n"
+            + "\n".join(f"- **{p.label}**: {p.describe()}" for p in spec.prior_sets())
+        )
+    )
+
+    results = Section("Posterior summaries").add(
+        Table(
+            aggregate.summary.reset_index()[
+                ["prior", "quantity", "mean", "sd", "hdi_2.5%", "hdi_97.5%", "ess_bulk", "r_hat"]
+            ],
+            caption="Posterior mean, SD and 95% HDI of each proportion "
+            "(summary.csv has all columns).",
+        )
+    )
+    results.add(
+        Table(
+            aggregate.thresholds[["prior", "statement", "probability", "mcse", "label"]],
+            caption="Posterior probabilities of clinically meaningful thresholds.",
+        )
+    )
+    results.add(
+        Table(
+            aggregate.zero_events,
+            caption="Zero-event outcomes: Bayesian upper bound beside the rule of three and the "
+            "exact (Clopper-Pearson) one-sided bound.",
+            digits=4,
+        )
+    )
+    for f in figures:
+        results.add(f)
+
+    checks = Section("Checks against exact posteriors").add(
+        Text(
+            "Under Beta priors the exact posterior is Beta (a mixture of Betas for rounded "
+            "percentages with several consistent counts); under other priors the reference is "
+            "quadrature on a fine grid. z is the MCMC error in units of its Monte Carlo "
+            "standard error; |z| > 4 would signal a problem."
+        )
+    )
+    checks.add(Table(aggregate.closed_form, caption="MCMC vs reference posterior.", digits=4))
+
+    conv = Section("Convergence diagnostics")
+    bad = diag[~diag["ok"]]
+    if bad.empty:
+        conv.add(
+            Text(
+                "All fits pass: R-hat <= 1.01, bulk and tail ESS >= 100 per chain, and no "
+                "divergent transitions."
+            )
+        )
+    else:
+        conv.add(
+            Text(
+                "**WARNING: poor convergence in "
+                + ", ".join(f"{r.model}/{r.prior} ({r.problems})" for r in bad.itertuples())
+                + ". Treat those results with caution; rerun with more draws.**"
+            )
+        )
+    conv.add(Table(diag, caption="Whole-model diagnostics per fit."))
+    flagged = aggregate.summary[aggregate.summary["flag"] != ""]
+    if not flagged.empty:
+        conv.add(
+            Table(flagged.reset_index()[["prior", "quantity", "flag"]], caption="Flagged rows.")
+        )
+    return [study, methods, results, checks, ppc_section(result, ppc_figure), conv]
+
+
+PPC_COLUMNS = [
+    "statistic",
+    "interpretation",
+    "test",
+    "reported_estimate",
+    "reported_lower",
+    "reported_upper",
+    "reported_p",
+    "rep_estimate_q2.5",
+    "rep_estimate_q97.5",
+    "share_p_bound_met",
+    "evidence",
+    "verdict",
+]
+
+
+def ppc_section(result: ReanalysisResult, figure: Figure) -> Section:
+    section = Section("Posterior-predictive checks against the reported statistics").add(
+        Text(
+            "For each reported statistic, replicated datasets are drawn from the posterior "
+            "predictive distribution and the paper's procedure is re-run on each. Verdict rule: "
+            + VerdictRule().describe()
+            + ". Statistics that no fitted model replicates yet are listed as 'no replicator'."
+        )
+    )
+    section.add(Table(result.ppc[PPC_COLUMNS], caption="ppc_reported.csv (abridged)."))
+    section.add(figure)
+    return section
+
+
+def manifest_section(manifest: dict) -> Section:
+    versions = ", ".join(f"{k} {v}" for k, v in manifest["versions"].items())
+    git = manifest["git"]
+    commit = git["commit"] or "not a git checkout"
+    dirty = " (with uncommitted changes)" if git.get("dirty") else ""
+    sampler = manifest["settings"]["sampler"]
+    return Section("Manifest").add(
+        Text(
+            f"- Versions: {versions}\n"
+            f"- Commit: {commit}{dirty}\n"
+            f"- Sampler: {sampler['chains']} chains x {sampler['draws']} draws after "
+            f"{sampler['tune']} tuning steps, seed {sampler['seed']}\n"
+            f"- Elapsed: {manifest['elapsed_seconds']} s\n"
+            "- Full details, including input hashes: manifest.json"
+        )
+    )
