@@ -18,6 +18,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from khe_bayes.errors import InputError
+from khe_bayes.tomlio import read_toml
 
 DEFAULT_EVIDENCE = "evidence.toml"
 
@@ -279,19 +280,9 @@ def load_evidence(path: str | Path | None = None) -> Evidence:
     """Load and validate an evidence registry (the packaged one when ``path`` is None)."""
     if path is None:
         ref = resources.files("khe_bayes").joinpath("data", DEFAULT_EVIDENCE)
-        label, text = f"khe_bayes/data/{DEFAULT_EVIDENCE}", ref.read_text(encoding="utf-8")
+        label, raw = f"khe_bayes/data/{DEFAULT_EVIDENCE}", tomllib.loads(ref.read_text("utf-8"))
     else:
-        label = str(path)
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise InputError("file not found", file=label) from None
-        except UnicodeDecodeError:
-            raise InputError("not UTF-8 text", file=label) from None
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"not valid TOML ({exc})", file=label) from None
+        label, raw = str(path), read_toml(path)
     try:
         return Evidence.model_validate(raw)
     except ValidationError as exc:
