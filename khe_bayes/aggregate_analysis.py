@@ -22,6 +22,7 @@ from khe_bayes.aggregate import (
 )
 from khe_bayes.evidence import Evidence
 from khe_bayes.sampling import SamplerSettings, derive_seed, fit, with_seed
+from khe_bayes.side_by_side import Pairing, side_by_side, wilson_percent
 from khe_bayes.summary import select_draws, summarize, threshold_probabilities
 
 
@@ -36,6 +37,7 @@ class AggregateResult:
     thresholds: pd.DataFrame | None = None
     zero_events: pd.DataFrame | None = None
     closed_form: pd.DataFrame | None = None
+    side_by_side: pd.DataFrame | None = None
 
 
 def describe_outcomes(data: list[ProportionData]) -> dict[str, str]:
@@ -81,7 +83,44 @@ def run_aggregate(
     result.thresholds = pd.concat(probs, ignore_index=True)
     result.zero_events = zero_event_table(result)
     result.closed_form = closed_form_table(result)
+    result.side_by_side = side_by_side(
+        result.fits[spec.priors.label], aggregate_pairings(evidence, spec, data)
+    )
     return result
+
+
+def aggregate_pairings(
+    evidence: Evidence, spec: AggregateProportionSpec, data: list[ProportionData]
+) -> list[Pairing]:
+    """Each single-count outcome as a percentage: printed value (or k/n), the Wilson interval
+    the paper would have printed (the abstract prints none), and the posterior in percent."""
+    pairings = []
+    for d in data:
+        if not d.is_single_count:
+            continue
+        k, n = d.counts[0]
+        record = evidence[d.evidence_id]
+        printed = getattr(record, "percent", None)
+        lo, hi = wilson_percent(k, n)
+        above = [
+            t.value
+            for t in spec.thresholds
+            if t.quantity == f"rate[{d.name}]" and t.direction == ">"
+        ]
+        pairings.append(
+            Pairing(
+                label=f"{d.name} (%)",
+                quantity=f"rate[{d.name}]",
+                reported_estimate=printed if printed is not None else 100 * k / n,
+                reported_lower=lo,
+                reported_upper=hi,
+                reported_note=f"{'printed' if printed is not None else 'count'} {k}/{n}; "
+                "Wilson 95% CI computed, not printed",
+                scale=100.0,
+                threshold=100 * above[0] if above else None,
+            )
+        )
+    return pairings
 
 
 def _prior_by_label(spec: AggregateProportionSpec, label: str) -> ProportionPriors:

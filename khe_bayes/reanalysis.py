@@ -145,6 +145,7 @@ def write_results(
     csv("thresholds.csv", aggregate.thresholds)
     csv("zero_events.csv", aggregate.zero_events)
     csv("closed_form_check.csv", aggregate.closed_form)
+    csv("side_by_side.csv", aggregate.side_by_side)
     csv("ppc_reported.csv", result.ppc)
     csv("diagnostics.csv", result.diagnostics)
     csv("evidence.csv", result.evidence.to_frame())

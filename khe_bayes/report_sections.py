@@ -51,6 +51,12 @@ def build_sections(
     )
     results.add(
         Table(
+            aggregate.side_by_side,
+            caption="Reported (frequentist) and Bayesian estimates side by side (default prior).",
+        )
+    )
+    results.add(
+        Table(
             aggregate.thresholds[["prior", "statement", "probability", "mcse", "label"]],
             caption="Posterior probabilities of clinically meaningful thresholds.",
         )

@@ -1,0 +1,63 @@
+"""Reported (frequentist) and Bayesian estimates of the same quantity, side by side."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import arviz as az
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from khe_bayes.summary import HDI_PROB, select_draws
+
+
+@dataclass(frozen=True)
+class Pairing:
+    """A posterior quantity and what the paper reported for it, on the same scale.
+
+    ``scale`` multiplies the posterior draws (100 turns a probability into a percentage);
+    ``threshold`` is a clinically meaningful value for P(quantity > threshold).
+    """
+
+    label: str
+    quantity: str
+    reported_estimate: float | None
+    reported_lower: float | None = None
+    reported_upper: float | None = None
+    reported_note: str = ""
+    scale: float = 1.0
+    threshold: float | None = None
+
+
+def wilson_percent(events: int, n: int) -> tuple[float, float]:
+    """The Wilson 95% interval of a count, in percent (what the paper would have printed)."""
+    ci = stats.binomtest(events, n).proportion_ci(confidence_level=0.95, method="wilson")
+    return 100 * ci.low, 100 * ci.high
+
+
+def side_by_side(idata: az.InferenceData, pairings: list[Pairing]) -> pd.DataFrame:
+    """One row per pairing: reported estimate and CI, posterior mean and 95% HDI,
+    P(quantity > 0) and P(quantity > threshold)."""
+    rows = []
+    for p in pairings:
+        draws = select_draws(idata, p.quantity) * p.scale
+        lo, hi = az.hdi(draws, hdi_prob=HDI_PROB)
+        rows.append(
+            {
+                "quantity": p.label,
+                "reported_estimate": p.reported_estimate,
+                "reported_lower": p.reported_lower,
+                "reported_upper": p.reported_upper,
+                "reported_note": p.reported_note,
+                "posterior_mean": float(draws.mean()),
+                "hdi_2.5%": float(lo),
+                "hdi_97.5%": float(hi),
+                "p_gt_0": float(np.mean(draws > 0)),
+                "threshold": p.threshold,
+                "p_gt_threshold": (
+                    float(np.mean(draws > p.threshold)) if p.threshold is not None else np.nan
+                ),
+            }
+        )
+    return pd.DataFrame(rows)
