@@ -16,6 +16,7 @@ import pandas as pd
 
 from khe_bayes.aggregate import AggregateProportionSpec
 from khe_bayes.aggregate_analysis import AggregateResult, run_aggregate
+from khe_bayes.audit import audit
 from khe_bayes.evidence import Evidence, load_evidence
 from khe_bayes.manifest import build_manifest, sha256_file, sha256_text
 from khe_bayes.outputs import check_can_write, staged_directory, write_json
@@ -54,6 +55,7 @@ class ReanalysisResult:
     ppc: pd.DataFrame
     replications: pd.DataFrame
     diagnostics: pd.DataFrame
+    audit: pd.DataFrame
     inputs: dict[str, str] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
 
@@ -81,6 +83,8 @@ def run_reanalysis(
     spec = load_toml_model(spec_path, AggregateProportionSpec)
 
     started = time.time()
+    progress("consistency audit of the reported numbers")
+    audit_table = audit(evidence)
     aggregate = run_aggregate(spec, evidence, settings.sampler, progress=progress)
     progress("posterior-predictive checks against the reported statistics")
     ppc, replications = posterior_predictive_checks(evidence, aggregate)
@@ -96,6 +100,7 @@ def run_reanalysis(
         ppc=ppc,
         replications=replications,
         diagnostics=diag,
+        audit=audit_table,
         inputs={
             "evidence": sha256_text(evidence.model_dump_json()),
             AGGREGATE_SPEC: sha256_file(spec_path),
@@ -149,6 +154,7 @@ def write_results(
     csv("ppc_reported.csv", result.ppc)
     csv("diagnostics.csv", result.diagnostics)
     csv("evidence.csv", result.evidence.to_frame())
+    csv("audit.csv", result.audit)
     for label, idata in aggregate.fits.items():
         name = f"{spec.name}__{label}.nc"
         idata.to_netcdf(stage / name)

@@ -105,7 +105,40 @@ def build_sections(
         conv.add(
             Table(flagged.reset_index()[["prior", "quantity", "flag"]], caption="Flagged rows.")
         )
-    return [study, methods, results, checks, ppc_section(result, ppc_figure), conv]
+    return [
+        study,
+        audit_section(result),
+        methods,
+        results,
+        checks,
+        ppc_section(result, ppc_figure),
+        conv,
+    ]
+
+
+def audit_section(result: ReanalysisResult) -> Section:
+    table = result.audit
+    flagged = table[table["status"] != "ok"]
+    section = Section("Consistency audit of the reported numbers").add(
+        Text(
+            "Each reported statistic is checked under each candidate interpretation: percentages "
+            "against integer counts, GRIM-style integer-score searches, CI midpoint and width "
+            "against the printed p-value, the text around the numbers, and joint feasibility "
+            "by reconstruction. Flagged:\n"
+            + "\n".join(
+                f"- **{r.status}**: {r.statistic} read as {r.interpretation}: {r.detail}"
+                for r in flagged.itertuples()
+            )
+        )
+    )
+    section.add(
+        Table(
+            table[["statistic", "interpretation", "check", "status", "used_by_reconstruction"]],
+            caption="All checks (audit.csv has the details). used_by_reconstruction marks the "
+            "interpretation the pseudo-patient reconstruction reproduces.",
+        )
+    )
+    return section
 
 
 PPC_COLUMNS = [
