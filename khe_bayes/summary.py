@@ -23,6 +23,9 @@ class ConvergenceRules:
     divergences_max: int = 0
 
 
+DEFAULT_RULES = ConvergenceRules()
+
+
 class Threshold(BaseModel):
     """A clinically meaningful threshold: report P(quantity > value) or P(quantity < value)."""
 
@@ -46,7 +49,7 @@ def summarize(
     idata: az.InferenceData,
     var_names: Iterable[str] | None = None,
     descriptions: Mapping[str, str] | None = None,
-    rules: ConvergenceRules = ConvergenceRules(),
+    rules: ConvergenceRules = DEFAULT_RULES,
 ) -> pd.DataFrame:
     """ArviZ summary (95% HDI) plus ``description`` and ``flag`` columns.
 
@@ -57,7 +60,7 @@ def summarize(
         idata, var_names=list(var_names) if var_names else None, hdi_prob=HDI_PROB, round_to="none"
     )
     descriptions = descriptions or {}
-    table.insert(0, "description", [_describe(label, descriptions) for label in table.index])
+    table.insert(0, "description", [describe_label(label, descriptions) for label in table.index])
     n_chains = idata.posterior.sizes["chain"]
     ess_min = rules.ess_per_chain_min * n_chains
     n_div = divergences(idata)
@@ -78,7 +81,7 @@ def summarize(
     return table
 
 
-def _describe(label: str, descriptions: Mapping[str, str]) -> str:
+def describe_label(label: str, descriptions: Mapping[str, str]) -> str:
     if label in descriptions:
         return descriptions[label]
     base = label.split("[", 1)[0]
@@ -88,7 +91,7 @@ def _describe(label: str, descriptions: Mapping[str, str]) -> str:
     return text
 
 
-def diagnostics(idata: az.InferenceData, rules: ConvergenceRules = ConvergenceRules()) -> dict:
+def diagnostics(idata: az.InferenceData, rules: ConvergenceRules = DEFAULT_RULES) -> dict:
     """Whole-model convergence: worst R-hat, smallest ESS, divergences, and whether it passes."""
     rhat = az.rhat(idata)
     ess_bulk = az.ess(idata, method="bulk")
