@@ -133,3 +133,28 @@ def ppc_reported_plot(ppc: pd.DataFrame, replications: pd.DataFrame, path: Path)
         "Reported values (red) against their posterior predictive distribution", fontsize=9
     )
     return _save(fig, path)
+
+
+def center_forest(
+    idata: az.InferenceData, var: str, path: Path, title: str, select: dict | None = None
+) -> Path:
+    """Forest plot of a per-center quantity (posterior mean, 50% and 95% HDI), with the
+    cross-center mean as a dashed line."""
+    da = idata.posterior[var]
+    if select:
+        da = da.sel(select)
+    centers = [str(c) for c in da["center"].values]
+    fig, ax = plt.subplots(figsize=(7.5, 0.5 * len(centers) + 1.2))
+    for i, c in enumerate(centers):
+        draws = da.sel(center=c).values.reshape(-1)
+        lo, hi = az.hdi(draws, hdi_prob=HDI_PROB)
+        lo50, hi50 = az.hdi(draws, hdi_prob=0.5)
+        ax.plot([lo, hi], [i, i], color="C0", lw=1.2)
+        ax.plot([lo50, hi50], [i, i], color="C0", lw=4)
+        ax.plot(draws.mean(), i, "o", color="C3")
+    ax.axvline(float(da.mean()), color="grey", ls="--", lw=1)
+    ax.set_yticks(range(len(centers)), centers, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"{var} (mean, 50% and {HDI_PROB:.0%} HDI)")
+    ax.set_title(title, fontsize=10)
+    return _save(fig, path)

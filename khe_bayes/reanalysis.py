@@ -18,15 +18,19 @@ from khe_bayes.aggregate import AggregateProportionSpec
 from khe_bayes.aggregate_analysis import AggregateResult, run_aggregate
 from khe_bayes.audit import audit
 from khe_bayes.evidence import Evidence, load_evidence
+from khe_bayes.ipd import load_ipd
+from khe_bayes.ipd_analysis import IPDResult, replicate_ipd, run_ipd_models
 from khe_bayes.manifest import build_manifest, sha256_file, sha256_text
 from khe_bayes.outputs import check_can_write, staged_directory, write_json
 from khe_bayes.plots import (
+    center_forest,
     densities_with_thresholds,
     forest_by_prior,
     ppc_reported_plot,
     zero_event_plot,
 )
 from khe_bayes.ppc import compare_reported, replicate_counts, reported_statistics
+from khe_bayes.reconstruct import ReconstructionSettings, reconstruct_datasets
 from khe_bayes.report import Figure, render_html, render_markdown
 from khe_bayes.report_sections import build_sections, manifest_section
 from khe_bayes.sampling import SamplerSettings
@@ -40,10 +44,24 @@ TITLE = "Bayesian reanalysis: sirolimus for progressive kaposiform hemangioendot
 
 @dataclass
 class ReanalysisSettings:
+    """``datasets``: how many reconstructions the IPD models are fitted to (ignored with
+    ``ipd_file``); each dataset gets ceil(draws / datasets) draws per chain, at least
+    ``min_draws_per_dataset``, so the pooled posterior has about ``draws`` per chain."""
+
     sampler: SamplerSettings
     models_dir: Path = REPO_MODELS
     evidence_file: Path | None = None
     strict: bool = False
+    datasets: int = 4
+    ipd_file: Path | None = None
+    reconstruction: ReconstructionSettings = field(default_factory=ReconstructionSettings)
+    ppc_draws_per_dataset: int = 100
+    min_draws_per_dataset: int = 250
+
+    def ipd_sampler(self) -> SamplerSettings:
+        m = 1 if self.ipd_file else self.datasets
+        draws = max(self.min_draws_per_dataset, -(-self.sampler.draws // m))
+        return self.sampler.model_copy(update={"draws": min(draws, self.sampler.draws)})
 
 
 @dataclass
@@ -52,6 +70,7 @@ class ReanalysisResult:
 
     evidence: Evidence
     aggregate: AggregateResult
+    ipd: IPDResult
     ppc: pd.DataFrame
     replications: pd.DataFrame
     diagnostics: pd.DataFrame
@@ -86,25 +105,37 @@ def run_reanalysis(
     progress("consistency audit of the reported numbers")
     audit_table = audit(evidence)
     aggregate = run_aggregate(spec, evidence, settings.sampler, progress=progress)
+    datasets, source = patient_data(settings, evidence, progress)
+    ipd = run_ipd_models(datasets, settings.ipd_sampler(), source, progress=progress)
     progress("posterior-predictive checks against the reported statistics")
-    ppc, replications = posterior_predictive_checks(evidence, aggregate)
-    diag = pd.DataFrame(
+    ppc, replications = posterior_predictive_checks(evidence, aggregate, ipd, settings)
+    diag = pd.concat(
         [
-            {"model": spec.name, "prior": label, **diagnostics(idata)}
-            for label, idata in aggregate.fits.items()
-        ]
+            pd.DataFrame(
+                [
+                    {"model": spec.name, "prior": label, "dataset": "", **diagnostics(idata)}
+                    for label, idata in aggregate.fits.items()
+                ]
+            ),
+            ipd.diagnostics.assign(prior="default"),
+        ],
+        ignore_index=True,
     )
+    inputs = {
+        "evidence": sha256_text(evidence.model_dump_json()),
+        AGGREGATE_SPEC: sha256_file(spec_path),
+    }
+    if settings.ipd_file:
+        inputs[str(settings.ipd_file)] = sha256_file(settings.ipd_file)
     result = ReanalysisResult(
         evidence=evidence,
         aggregate=aggregate,
+        ipd=ipd,
         ppc=ppc,
         replications=replications,
         diagnostics=diag,
         audit=audit_table,
-        inputs={
-            "evidence": sha256_text(evidence.model_dump_json()),
-            AGGREGATE_SPEC: sha256_file(spec_path),
-        },
+        inputs=inputs,
     )
     progress(f"writing results to {out}")
     with staged_directory(out, overwrite=overwrite) as stage:
@@ -113,11 +144,26 @@ def run_reanalysis(
     return result
 
 
+def patient_data(
+    settings: ReanalysisSettings, evidence: Evidence, progress: Callable[[str], None]
+) -> tuple[list[pd.DataFrame], str]:
+    """The user's IPD (validated), or ``settings.datasets`` reconstructions."""
+    if settings.ipd_file is not None:
+        progress(f"individual-patient data from {settings.ipd_file}")
+        return [load_ipd(settings.ipd_file)], str(settings.ipd_file)
+    progress(f"reconstructing {settings.datasets} pseudo-patient datasets")
+    datasets = reconstruct_datasets(
+        evidence, settings.datasets, settings.sampler.seed, settings.reconstruction
+    )
+    return datasets, "reconstruction"
+
+
 def posterior_predictive_checks(
-    evidence: Evidence, aggregate: AggregateResult
+    evidence: Evidence, aggregate: AggregateResult, ipd: IPDResult, settings: ReanalysisSettings
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Replications from every fitted model (default priors) and their comparison with what the
-    paper reported. Statistics no model replicates yet are listed with verdict 'no replicator'."""
+    """Replications from the fitted models (default priors) compared with what the paper
+    reported. Percentages are replicated by the aggregate model, intervals and p-values by the
+    IPD models; a statistic no model replicates is listed with verdict 'no replicator'."""
     idata = aggregate.fits[aggregate.spec.priors.label]
     interpretation_of = {o.name: o.interpretation for o in aggregate.spec.outcome}
     outcomes = {}
@@ -128,7 +174,13 @@ def posterior_predictive_checks(
         default = record.default_interpretation
         interp = interpretation_of.get(d.name) or (default.id if default else "")
         outcomes[f"events_{d.name}"] = (record.statistic, interp, d.counts[0][1])
-    replications = replicate_counts(idata, outcomes)
+    from_counts = replicate_counts(idata, outcomes)
+    from_ipd = replicate_ipd(ipd, settings.ppc_draws_per_dataset, seed=settings.sampler.seed)
+    from_ipd = from_ipd[~from_ipd["statistic"].isin(set(from_counts["statistic"]))]
+    replications = pd.concat(
+        [from_counts.assign(source="aggregate"), from_ipd.assign(source="ipd")],
+        ignore_index=True,
+    )
     reported = reported_statistics(evidence, all_interpretations=True)
     return compare_reported(reported, replications), replications
 
@@ -159,21 +211,44 @@ def write_results(
         name = f"{spec.name}__{label}.nc"
         idata.to_netcdf(stage / name)
         written.append(name)
+    ipd = result.ipd
+    csv("ipd_summary.csv", ipd.summary, index=True)
+    csv("reconstruction_variance.csv", ipd.variance_share)
+    for name, fit in ipd.fits.items():
+        fit.idata.to_netcdf(stage / f"{name}.nc")
+        written.append(f"{name}.nc")
 
     figures = aggregate_figures(aggregate, fig_dir)
+    ipd_figures = [
+        Figure(
+            center_forest(
+                ipd.fits["response"].idata,
+                "center_response_rate",
+                fig_dir / "center_forest.png",
+                "Response at 12 months by center (partial pooling)",
+                select={"visit": "12m"},
+            ),
+            "Posterior response probability at each center (12 months), pooled over datasets; "
+            "the dashed line is the mean over centers.",
+        )
+    ]
     ppc_figure = Figure(
         ppc_reported_plot(result.ppc, result.replications, fig_dir / "ppc_reported.png"),
         "Each reported statistic (red) against its posterior predictive distribution.",
     )
-    written += [f"figures/{f.path.name}" for f in [*figures, ppc_figure]]
+    written += [f"figures/{f.path.name}" for f in [*figures, *ipd_figures, ppc_figure]]
 
-    sections = build_sections(result, figures, ppc_figure)
+    sections = build_sections(result, figures, ipd_figures, ppc_figure)
     manifest = build_manifest(
         command="reanalyze",
         settings={
             "sampler": settings.sampler.model_dump(),
             "models_dir": str(settings.models_dir),
             "strict": settings.strict,
+            "ipd_sampler": settings.ipd_sampler().model_dump(),
+            "datasets": 1 if settings.ipd_file else settings.datasets,
+            "ipd_file": str(settings.ipd_file) if settings.ipd_file else None,
+            "reconstruction_interpretations": settings.reconstruction.interpretations(),
         },
         inputs=result.inputs,
         outputs=[*written, "report.md", "report.html", "manifest.json"],

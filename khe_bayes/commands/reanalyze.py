@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from khe_bayes.commands.reconstruct import add_center_arguments, center_settings
+from khe_bayes.errors import InputError
 from khe_bayes.reanalysis import REPO_MODELS, ReanalysisSettings, run_reanalysis
+from khe_bayes.reconstruct import ReconstructionSettings
 from khe_bayes.sampling import SamplerSettings
 
 EXIT_STRICT = 3
@@ -28,8 +31,6 @@ def add_sampler_arguments(p: argparse.ArgumentParser) -> None:
 
 def sampler_from_args(args: argparse.Namespace) -> SamplerSettings:
     from pydantic import ValidationError
-
-    from khe_bayes.errors import InputError
 
     try:
         return SamplerSettings(
@@ -59,16 +60,39 @@ def register(sub) -> None:
     p.add_argument(
         "--strict", action="store_true", help=f"exit {EXIT_STRICT} if any fit converged poorly"
     )
+    p.add_argument(
+        "--datasets",
+        type=int,
+        default=4,
+        help="pseudo-patient reconstructions the IPD models are fitted to (default 4)",
+    )
+    p.add_argument(
+        "--ipd", type=Path, default=None, help="your individual-patient CSV (see the schema)"
+    )
+    p.add_argument(
+        "--severity-interpretation",
+        choices=["mean_score_at_visit", "mean_change_from_baseline"],
+        default="mean_score_at_visit",
+        help="what the severity CIs are taken to be when reconstructing",
+    )
+    add_center_arguments(p)
     add_sampler_arguments(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.datasets < 1:
+        raise InputError("--datasets must be at least 1")
     settings = ReanalysisSettings(
         sampler=sampler_from_args(args),
         models_dir=args.models,
         evidence_file=args.evidence,
         strict=args.strict,
+        datasets=args.datasets,
+        ipd_file=args.ipd,
+        reconstruction=ReconstructionSettings(
+            centers=center_settings(args), severity_interpretation=args.severity_interpretation
+        ),
     )
     result = run_reanalysis(settings, args.out, overwrite=args.overwrite)
     if not result.converged:
