@@ -61,7 +61,11 @@ class ReanalysisSettings:
     def ipd_sampler(self) -> SamplerSettings:
         m = 1 if self.ipd_file else self.datasets
         draws = max(self.min_draws_per_dataset, -(-self.sampler.draws // m))
-        return self.sampler.model_copy(update={"draws": min(draws, self.sampler.draws)})
+        # hierarchical funnels need smaller steps than the aggregate model
+        target = max(self.sampler.target_accept, 0.95)
+        return self.sampler.model_copy(
+            update={"draws": min(draws, self.sampler.draws), "target_accept": target}
+        )
 
 
 @dataclass
