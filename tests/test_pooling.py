@@ -1,0 +1,57 @@
+"""Pooling over reconstructions: exact variance decomposition on hand-built posteriors."""
+
+from __future__ import annotations
+
+import arviz as az
+import numpy as np
+import pytest
+import xarray as xr
+
+from khe_bayes.pooling import PooledFit, pool, reconstruction_variance_share
+
+
+def posterior(values: np.ndarray) -> az.InferenceData:
+    """values: (chain, draw) draws of a scalar ``theta`` and (chain, draw, 2) of ``rate``."""
+    rate = np.stack([values, 2 * values], axis=-1)
+    return az.InferenceData(
+        posterior=xr.Dataset(
+            {"theta": (("chain", "draw"), values), "rate": (("chain", "draw", "visit"), rate)},
+            coords={"visit": ["6m", "12m"]},
+        ),
+        sample_stats=xr.Dataset({"diverging": (("chain", "draw"), np.zeros_like(values, bool))}),
+    )
+
+
+A = np.array([[0.0, 2.0], [1.0, 3.0]])  # mean 1.5, population variance 1.25
+B = np.array([[4.0, 6.0], [5.0, 7.0]])  # mean 5.5, variance 1.25
+
+
+def test_pool_tags_chains_with_their_dataset():
+    pooled = pool([posterior(A), posterior(B)])
+    assert pooled.posterior.sizes["chain"] == 4
+    assert list(pooled.posterior["dataset"].values) == [0, 0, 1, 1]
+    assert float(pooled.posterior["theta"].mean()) == 3.5
+
+
+def test_law_of_total_variance_exact():
+    fit = PooledFit(
+        name="x",
+        idata=pool([posterior(A), posterior(B)]),
+        per_dataset=[posterior(A), posterior(B)],
+        var_names=["theta", "rate"],
+    )
+    table = reconstruction_variance_share(fit).set_index("quantity")
+    # within = mean(1.25, 1.25); between = var(1.5, 5.5) = 4; total = 5.25 = var of pooled draws
+    assert table.loc["theta", "within_variance"] == pytest.approx(1.25)
+    assert table.loc["theta", "between_variance"] == pytest.approx(4.0)
+    assert table.loc["theta", "reconstruction_share"] == pytest.approx(4.0 / 5.25)
+    pooled_var = np.concatenate([A.ravel(), B.ravel()]).var()
+    assert pooled_var == pytest.approx(5.25)
+    # rate[12m] = 2 theta: every variance scales by 4, the share does not
+    assert table.loc["rate[12m]", "between_variance"] == pytest.approx(16.0)
+    assert table.loc["rate[12m]", "reconstruction_share"] == pytest.approx(4.0 / 5.25)
+
+
+def test_single_dataset_has_no_reconstruction_share():
+    fit = PooledFit("x", pool([posterior(A)]), [posterior(A)], ["theta"])
+    assert reconstruction_variance_share(fit)["reconstruction_share"].iloc[0] == 0.0
