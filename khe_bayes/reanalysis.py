@@ -108,8 +108,8 @@ def run_reanalysis(
     started = time.time()
     progress("consistency audit of the reported numbers")
     audit_table = audit(evidence)
+    datasets, source = patient_data(settings, evidence, progress)  # bad IPD fails before sampling
     aggregate = run_aggregate(spec, evidence, settings.sampler, progress=progress)
-    datasets, source = patient_data(settings, evidence, progress)
     ipd = run_ipd_models(datasets, settings.ipd_sampler(), source, progress=progress)
     progress("posterior-predictive checks against the reported statistics")
     ppc, replications = posterior_predictive_checks(evidence, aggregate, ipd, settings)

@@ -11,7 +11,19 @@ import pytest
 
 from khe_bayes.cli import main
 
-FAST = ["--draws", "300", "--tune", "300", "--chains", "2", "--seed", "5", "--no-progress"]
+FAST = [
+    "--draws",
+    "200",
+    "--tune",
+    "200",
+    "--chains",
+    "2",
+    "--seed",
+    "5",
+    "--datasets",
+    "1",
+    "--no-progress",
+]
 OUTCOMES = {
     "response_6m",
     "response_12m",
@@ -90,10 +102,41 @@ def test_posterior_file_carries_its_spec(result_dir):
     assert "posterior_predictive" in idata.groups()
 
 
+def test_every_reported_statistic_is_checked(result_dir):
+    from khe_bayes.evidence import load_evidence
+
+    ppc = pd.read_csv(result_dir / "ppc_reported.csv")
+    evidence = load_evidence()
+    reported = {r.statistic for r in evidence.record if r.kind in ("ci95", "percentage")}
+    assert set(ppc["statistic"]) == reported
+    defaults = ppc[
+        ppc["interpretation"].isin(
+            [
+                "of_all_analyzed",
+                "mean_difference_months_pooled_t",
+                "mean_score_at_visit",
+                "mean_shrinkage_non_kmp",
+                "mean_shrinkage_kmp",
+            ]
+        )
+    ]
+    assert (defaults["verdict"] != "no replicator").all()
+    ipd = pd.read_csv(result_dir / "ipd_summary.csv")
+    assert {"combination_effect", "age_difference_months", "severity_change_12m"} <= set(
+        ipd["quantity"]
+    )
+
+
 def test_same_seed_gives_identical_summary(result_dir, tmp_path):
     out = tmp_path / "again"
     assert main(["reanalyze", "--out", str(out), *FAST]) == 0
-    for name in ["summary.csv", "thresholds.csv", "zero_events.csv"]:
+    for name in [
+        "summary.csv",
+        "thresholds.csv",
+        "zero_events.csv",
+        "ipd_summary.csv",
+        "ppc_reported.csv",
+    ]:
         assert (out / name).read_bytes() == (result_dir / name).read_bytes(), name
 
 
@@ -106,6 +149,22 @@ def test_existing_output_is_not_overwritten(result_dir):
     assert (result_dir / "summary.csv").read_bytes() == before
 
 
+def test_user_ipd_runs_and_bad_ipd_writes_nothing(tmp_path):
+    from khe_bayes.evidence import load_evidence
+    from khe_bayes.ipd import write_ipd
+    from khe_bayes.reconstruct import reconstruct_datasets
+
+    good = tmp_path / "ipd.csv"
+    write_ipd(reconstruct_datasets(load_evidence(), 1, seed=4)[0], good)
+    bad = tmp_path / "bad.csv"
+    bad.write_text(good.read_text().replace(",combination,", ",steroids,", 1))
+    proc = run_cli("reanalyze", "--out", str(tmp_path / "r"), "--ipd", str(bad), *FAST)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"{bad}, row 2, column 'arm'" in proc.stderr
+    assert not (tmp_path / "r").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
 def test_bad_sampler_argument_is_a_one_line_error(tmp_path):
     proc = run_cli("reanalyze", "--out", str(tmp_path / "x"), "--draws", "0")
     assert proc.returncode == 2 and "--draws" in proc.stderr
@@ -114,7 +173,19 @@ def test_bad_sampler_argument_is_a_one_line_error(tmp_path):
 
 def test_strict_turns_poor_convergence_into_nonzero_exit(tmp_path):
     out = tmp_path / "poor"
-    args = ["--draws", "20", "--tune", "0", "--chains", "2", "--seed", "1", "--no-progress"]
+    args = [
+        "--draws",
+        "20",
+        "--tune",
+        "5",
+        "--chains",
+        "2",
+        "--seed",
+        "1",
+        "--no-progress",
+        "--datasets",
+        "1",
+    ]
     code = main(["reanalyze", "--out", str(out), "--strict", *args])
     assert code == 3
     report = (out / "report.md").read_text()
