@@ -1,0 +1,103 @@
+"""``khe-bayes fit SPEC.toml --out DIR``: fit one declarative spec from models/."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import arviz as az
+import pymc as pm
+
+from khe_bayes.commands.reanalyze import EXIT_STRICT, add_sampler_arguments
+from khe_bayes.errors import InputError
+from khe_bayes.families import FAMILIES, Family, load_spec
+from khe_bayes.manifest import build_manifest, sha256_file
+from khe_bayes.outputs import check_can_write, staged_directory, write_json
+from khe_bayes.sampling import SamplerSettings, fit
+from khe_bayes.summary import diagnostics, summarize, threshold_probabilities
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "fit",
+        help="fit one model spec (models/*.toml)",
+        description="Validate SPEC strictly, fit it, and write summary.csv, posterior.nc "
+        "(with the spec in its attrs), thresholds.csv and manifest.json to --out.",
+    )
+    p.add_argument("spec", type=Path, help="a spec TOML, e.g. models/normal_eight_schools.toml")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--strict", action="store_true", help=f"exit {EXIT_STRICT} on poor convergence")
+    add_sampler_arguments(p)
+    for action in p._actions:  # sampler settings default to the spec's own
+        if action.dest in ("seed", "draws", "tune", "chains"):
+            action.default = None
+            action.help = action.help.split(" (")[0] + " (default: the spec's [sampler])"
+    p.set_defaults(func=run)
+
+
+def sampler_settings(spec, args: argparse.Namespace) -> SamplerSettings:
+    base = getattr(spec, "sampler", SamplerSettings())
+    update = {
+        k: getattr(args, k)
+        for k in ("seed", "draws", "tune", "chains", "cores")
+        if getattr(args, k) is not None
+    }
+    if args.progress is not None:
+        update["progressbar"] = args.progress
+    try:
+        return SamplerSettings(**{**base.model_dump(), **update})
+    except ValueError as exc:
+        raise InputError(f"sampler settings: {exc}".splitlines()[0]) from None
+
+
+def rebuild_from_idata(idata: az.InferenceData, spec_dir: Path) -> pm.Model:
+    """Rebuild the model a saved result came from: its spec is in ``posterior.attrs``."""
+    raw = json.loads(idata.posterior.attrs["spec"])
+    family: Family = FAMILIES[raw["family"]]
+    spec = family.spec.model_validate(raw)
+    return family.build(spec, family.load_data(spec, spec_dir))
+
+
+def run(args: argparse.Namespace) -> int:
+    check_can_write(Path(args.out), args.overwrite)
+    spec, family = load_spec(args.spec)
+    spec_dir = args.spec.resolve().parent
+    data = family.load_data(spec, spec_dir)
+    model = family.build(spec, data)
+    settings = sampler_settings(spec, args)
+    idata = fit(
+        model,
+        settings,
+        posterior_predictive=True,
+        attrs={"spec": spec.model_dump(mode="json"), "family": family.name},
+    )
+    var_names = [v for v in family.summary_vars(spec) if v in idata.posterior]
+    summary = summarize(idata, var_names, family.descriptions_for(spec))
+    diag = diagnostics(idata)
+    inputs = {str(args.spec): sha256_file(args.spec)}
+    inputs.update({str(p): sha256_file(p) for p in family.data_files(spec, spec_dir)})
+    with staged_directory(args.out, overwrite=args.overwrite) as stage:
+        summary.to_csv(stage / "summary.csv", float_format="%.6g")
+        idata.to_netcdf(stage / "posterior.nc")
+        outputs = ["summary.csv", "posterior.nc", "manifest.json"]
+        if spec.thresholds:
+            threshold_probabilities(idata, spec.thresholds).to_csv(
+                stage / "thresholds.csv", index=False, float_format="%.6g"
+            )
+            outputs.append("thresholds.csv")
+        manifest = build_manifest(
+            command="fit",
+            settings={"sampler": settings.model_dump(), "family": family.name},
+            inputs=inputs,
+            outputs=outputs,
+        )
+        manifest["diagnostics"] = diag
+        write_json(stage / "manifest.json", manifest)
+    print(summary.drop(columns=["description"]).to_string(float_format=lambda x: f"{x:.3f}"))
+    if not diag["ok"]:
+        print(f"khe-bayes: warning: poor convergence: {diag['problems']}")
+        if args.strict:
+            return EXIT_STRICT
+    return 0
