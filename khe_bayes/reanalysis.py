@@ -56,7 +56,7 @@ class ReanalysisSettings:
     ipd_file: Path | None = None
     reconstruction: ReconstructionSettings = field(default_factory=ReconstructionSettings)
     ppc_draws_per_dataset: int = 100
-    min_draws_per_dataset: int = 250
+    min_draws_per_dataset: int = 1000
 
     def ipd_sampler(self) -> SamplerSettings:
         m = 1 if self.ipd_file else self.datasets
