@@ -48,13 +48,13 @@ class Prior(BaseModel):
         given = set(self.params)
         missing = required - given
         unknown = given - required - optional
-        if missing:
-            raise ValueError(f"{self.dist} prior needs parameter(s) {sorted(missing)}")
         if unknown:
             raise ValueError(
                 f"{self.dist} prior has unknown parameter(s) {sorted(unknown)}; "
                 f"it takes {sorted(required | optional)}"
             )
+        if missing:
+            raise ValueError(f"{self.dist} prior needs parameter(s) {sorted(missing)}")
         for key, value in self.params.items():
             if not isinstance(value, int | float) or isinstance(value, bool):
                 raise ValueError(f"{self.dist} parameter {key} must be a number, got {value!r}")
