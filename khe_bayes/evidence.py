@@ -124,7 +124,8 @@ class IntervalRecord(_Record):
 
     @property
     def midpoint(self) -> float:
-        return (self.lower + self.upper) / 2
+        """Exact midpoint (one more decimal than printed, so no float noise)."""
+        return round((self.lower + self.upper) / 2, self.decimals + 1)
 
     @property
     def half_width(self) -> float:

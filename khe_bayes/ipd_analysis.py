@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pymc as pm
 
+from khe_bayes.evidence import Evidence
 from khe_bayes.hierarchical import (
     build_contrast_model,
     build_response_model,
@@ -28,6 +29,7 @@ from khe_bayes.pooling import (
     reconstruction_variance_share,
 )
 from khe_bayes.sampling import SamplerSettings
+from khe_bayes.side_by_side import Pairing, side_by_side
 from khe_bayes.statistics import recompute
 
 
@@ -225,3 +227,94 @@ def replicate_ipd(result: IPDResult, draws_per_dataset: int = 100, seed: int = 0
             stats.insert(1, "dataset", m)
             rows.append(stats)
     return pd.concat(rows, ignore_index=True)
+
+
+def side_by_side_ipd(evidence: Evidence, result: IPDResult) -> pd.DataFrame:
+    """Reported intervals (default interpretation) beside the matching pooled posterior."""
+
+    def ci(record_id: str) -> dict:
+        r = evidence[record_id]
+        p = next((b for b in evidence.of_kind("p_bound") if b.statistic == r.statistic), None)
+        note = r.default_interpretation.description if r.default_interpretation else ""
+        if p is not None:
+            note = f"{p.value_text()}; {note}"
+        return {
+            "reported_estimate": r.midpoint,
+            "reported_lower": r.lower,
+            "reported_upper": r.upper,
+            "reported_note": note,
+        }
+
+    pairings = [
+        (
+            "kmp_contrasts",
+            Pairing(
+                label="age difference, non-KMP - KMP (months)",
+                quantity="age_difference_months",
+                threshold=12.0,
+                **ci("age_difference_ci"),
+            ),
+        ),
+        (
+            "severity_gaussian",
+            Pairing(
+                label="mean severity score at 6 months",
+                quantity="expected_score[6m]",
+                threshold=3.0,
+                **ci("severity_6m_ci"),
+            ),
+        ),
+        (
+            "severity_gaussian",
+            Pairing(
+                label="mean severity score at 12 months",
+                quantity="expected_score[12m]",
+                threshold=3.0,
+                **ci("severity_12m_ci"),
+            ),
+        ),
+        (
+            "kmp_contrasts",
+            Pairing(
+                label="mean shrinkage, non-KMP (%)",
+                quantity="shrinkage_mean[non_kmp]",
+                threshold=30.0,
+                **ci("kmp_vs_non_kmp_response_ci"),
+            ),
+        ),
+        (
+            "kmp_contrasts",
+            Pairing(
+                label="mean shrinkage, KMP (%)",
+                quantity="shrinkage_mean[kmp]",
+                threshold=30.0,
+                **ci("combination_shrinkage_ci"),
+            ),
+        ),
+        (
+            "shrinkage_combination",
+            Pairing(
+                label="shrinkage, combination - sirolimus alone, KMP (points, adjusted)",
+                quantity="combination_effect",
+                reported_estimate=None,
+                threshold=10.0,
+                reported_note=evidence["combination_shrinkage_p"].value_text()
+                + " (no interval for the difference printed)",
+            ),
+        ),
+        (
+            "response",
+            Pairing(
+                label="response at 12 months (%), model-based",
+                quantity="response_rate[12m]",
+                scale=100.0,
+                threshold=90.0,
+                reported_estimate=evidence["response_12m_percent"].percent,
+                reported_note="printed percentage",
+            ),
+        ),
+    ]
+    frames = [side_by_side(result.fits[m].idata, [p]) for m, p in pairings]
+    table = pd.concat(frames, ignore_index=True)
+    table.insert(1, "model", [m for m, _ in pairings])
+    return table

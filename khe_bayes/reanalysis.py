@@ -19,7 +19,7 @@ from khe_bayes.aggregate_analysis import AggregateResult, run_aggregate
 from khe_bayes.audit import audit
 from khe_bayes.evidence import Evidence, load_evidence
 from khe_bayes.ipd import load_ipd
-from khe_bayes.ipd_analysis import IPDResult, replicate_ipd, run_ipd_models
+from khe_bayes.ipd_analysis import IPDResult, replicate_ipd, run_ipd_models, side_by_side_ipd
 from khe_bayes.manifest import build_manifest, sha256_file, sha256_text
 from khe_bayes.outputs import check_can_write, staged_directory, write_json
 from khe_bayes.plots import (
@@ -34,6 +34,7 @@ from khe_bayes.reconstruct import ReconstructionSettings, reconstruct_datasets
 from khe_bayes.report import Figure, render_html, render_markdown
 from khe_bayes.report_sections import build_sections, manifest_section
 from khe_bayes.sampling import SamplerSettings
+from khe_bayes.sensitivity import leave_one_center_out, prior_grid
 from khe_bayes.summary import diagnostics
 from khe_bayes.tomlio import load_toml_model
 
@@ -57,6 +58,7 @@ class ReanalysisSettings:
     reconstruction: ReconstructionSettings = field(default_factory=ReconstructionSettings)
     ppc_draws_per_dataset: int = 100
     min_draws_per_dataset: int = 1000
+    sensitivity: bool = True
 
     def ipd_sampler(self) -> SamplerSettings:
         m = 1 if self.ipd_file else self.datasets
@@ -75,6 +77,9 @@ class ReanalysisResult:
     evidence: Evidence
     aggregate: AggregateResult
     ipd: IPDResult
+    side_by_side_ipd: pd.DataFrame
+    prior_grid: pd.DataFrame | None
+    loco: pd.DataFrame | None
     ppc: pd.DataFrame
     replications: pd.DataFrame
     diagnostics: pd.DataFrame
@@ -111,6 +116,12 @@ def run_reanalysis(
     datasets, source = patient_data(settings, evidence, progress)  # bad IPD fails before sampling
     aggregate = run_aggregate(spec, evidence, settings.sampler, progress=progress)
     ipd = run_ipd_models(datasets, settings.ipd_sampler(), source, progress=progress)
+    grid = loco = None
+    if settings.sensitivity:
+        sens = settings.ipd_sampler()
+        sens = sens.model_copy(update={"draws": min(sens.draws, 1000)})
+        grid = prior_grid(datasets[0], sens, progress=progress)
+        loco = leave_one_center_out(datasets[0], sens, progress=progress)
     progress("posterior-predictive checks against the reported statistics")
     ppc, replications = posterior_predictive_checks(evidence, aggregate, ipd, settings)
     diag = pd.concat(
@@ -135,6 +146,9 @@ def run_reanalysis(
         evidence=evidence,
         aggregate=aggregate,
         ipd=ipd,
+        side_by_side_ipd=side_by_side_ipd(evidence, ipd),
+        prior_grid=grid,
+        loco=loco,
         ppc=ppc,
         replications=replications,
         diagnostics=diag,
@@ -218,6 +232,10 @@ def write_results(
     ipd = result.ipd
     csv("ipd_summary.csv", ipd.summary, index=True)
     csv("reconstruction_variance.csv", ipd.variance_share)
+    csv("side_by_side_ipd.csv", result.side_by_side_ipd)
+    if result.prior_grid is not None:
+        csv("sensitivity_prior_grid.csv", result.prior_grid)
+        csv("sensitivity_leave_one_center_out.csv", result.loco)
     for name, fit in ipd.fits.items():
         fit.idata.to_netcdf(stage / f"{name}.nc")
         written.append(f"{name}.nc")
@@ -252,6 +270,7 @@ def write_results(
             "ipd_sampler": settings.ipd_sampler().model_dump(),
             "datasets": 1 if settings.ipd_file else settings.datasets,
             "ipd_file": str(settings.ipd_file) if settings.ipd_file else None,
+            "sensitivity": settings.sensitivity,
             "reconstruction_interpretations": settings.reconstruction.interpretations(),
         },
         inputs=result.inputs,

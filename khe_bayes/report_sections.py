@@ -112,6 +112,7 @@ def build_sections(
         results,
         checks,
         ipd_section(result, ipd_figures),
+        sensitivity_section(result),
         ppc_section(result, ppc_figure),
         conv,
     ]
@@ -258,6 +259,63 @@ def ipd_section(result: ReanalysisResult, figures: list[Figure]) -> Section:
                 "variance over total, law of total variance).",
             )
         )
+    section.add(
+        Table(
+            result.side_by_side_ipd,
+            caption="Reported intervals (default interpretation) beside the pooled posterior: "
+            "mean, 95% HDI, P(> 0) and P(> a clinically meaningful threshold).",
+        )
+    )
     for f in figures:
         section.add(f)
+    return section
+
+
+def sensitivity_section(result: ReanalysisResult) -> Section:
+    section = Section("Prior sensitivity and leave-one-center-out")
+    if result.prior_grid is None:
+        return section.add(Text("Skipped (--no-sensitivity)."))
+    section.add(
+        Text(
+            "Each headline effect refitted (first dataset) under sceptical, neutral and "
+            "enthusiastic priors for the effect crossed with a weak and a strong prior on the "
+            "between-center SD; then with each center left out in turn."
+        )
+    )
+    cols = [
+        "model",
+        "quantity",
+        "effect_prior",
+        "center_sd_prior",
+        "mean",
+        "hdi_2.5%",
+        "hdi_97.5%",
+        "p_gt_0",
+        "threshold",
+        "p_gt_threshold",
+        "divergences",
+    ]
+    section.add(Table(result.prior_grid[cols], caption="Prior grid."))
+    loco = result.loco
+    cols = [
+        c
+        for c in [
+            "model",
+            "quantity",
+            "left_out",
+            "n_left_out",
+            "mean",
+            "shift",
+            "shift_in_full_sd",
+            "note",
+        ]
+        if c in loco
+    ]
+    section.add(
+        Table(
+            loco[cols],
+            caption="Leave-one-center-out: posterior mean without each "
+            "center and its shift from the full-data mean (also in full-data SDs).",
+        )
+    )
     return section

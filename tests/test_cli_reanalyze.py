@@ -23,6 +23,7 @@ FAST = [
     "--datasets",
     "1",
     "--no-progress",
+    "--no-sensitivity",
 ]
 OUTCOMES = {
     "response_6m",
@@ -185,6 +186,7 @@ def test_strict_turns_poor_convergence_into_nonzero_exit(tmp_path):
         "--no-progress",
         "--datasets",
         "1",
+        "--no-sensitivity",
     ]
     code = main(["reanalyze", "--out", str(out), "--strict", *args])
     assert code == 3

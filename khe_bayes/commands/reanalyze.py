@@ -75,6 +75,12 @@ def register(sub) -> None:
         default="mean_score_at_visit",
         help="what the severity CIs are taken to be when reconstructing",
     )
+    p.add_argument(
+        "--sensitivity",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="prior grid and leave-one-center-out refits (default on; --no-sensitivity skips)",
+    )
     add_center_arguments(p)
     add_sampler_arguments(p)
     p.set_defaults(func=run)
@@ -90,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
         strict=args.strict,
         datasets=args.datasets,
         ipd_file=args.ipd,
+        sensitivity=args.sensitivity,
         reconstruction=ReconstructionSettings(
             centers=center_settings(args), severity_interpretation=args.severity_interpretation
         ),
