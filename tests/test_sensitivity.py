@@ -13,7 +13,7 @@ from khe_bayes.sensitivity import TARGETS, leave_one_center_out, prior_grid
 
 DATA = reconstruct_datasets(load_evidence(), 1, seed=21)[0]
 SHRINKAGE = tuple(t for t in TARGETS if t.model == "shrinkage_combination")
-FAST = SamplerSettings(draws=300, tune=300, chains=2, seed=3, progressbar=False)
+FAST = SamplerSettings(draws=200, tune=200, chains=2, seed=3, progressbar=False)
 
 
 def test_prior_grid_covers_every_cell_and_priors_pull_their_way():
