@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import arviz as az
 import numpy as np
 import pandas as pd
-from scipy import stats
 
+from khe_bayes.freq import proportion_wilson
 from khe_bayes.summary import HDI_PROB, select_draws
 
 
@@ -32,8 +32,8 @@ class Pairing:
 
 def wilson_percent(events: int, n: int) -> tuple[float, float]:
     """The Wilson 95% interval of a count, in percent (what the paper would have printed)."""
-    ci = stats.binomtest(events, n).proportion_ci(confidence_level=0.95, method="wilson")
-    return 100 * ci.low, 100 * ci.high
+    result = proportion_wilson(events, n)
+    return result.lower, result.upper
 
 
 def side_by_side(idata: az.InferenceData, pairings: list[Pairing]) -> pd.DataFrame:

@@ -30,3 +30,17 @@ def center_effects(center_sd_prior: Prior, scale: float = 1.0):
 
 def numeric(series: pd.Series) -> np.ndarray:
     return pd.to_numeric(series, errors="coerce").to_numpy(dtype=float)
+
+
+def long_format(
+    ipd: pd.DataFrame, prefix: str, visits: tuple[str, ...], value: str
+) -> pd.DataFrame:
+    """One row per observed (patient, visit) of the columns ``{prefix}{visit}``; missing values
+    (not followed up) are dropped. Columns: ``patient`` (row index), ``visit`` (index into
+    ``visits``) and ``value``."""
+    rows = []
+    for v, visit in enumerate(visits):
+        y = numeric(ipd[f"{prefix}{visit}"])
+        seen = ~np.isnan(y)
+        rows.append(pd.DataFrame({"patient": np.flatnonzero(seen), "visit": v, value: y[seen]}))
+    return pd.concat(rows, ignore_index=True)

@@ -32,7 +32,13 @@ import pandas as pd
 import pymc as pm
 from pydantic import BaseModel, ConfigDict
 
-from khe_bayes.hierarchical.common import KMP_STATUS, center_effects, center_index, numeric
+from khe_bayes.hierarchical.common import (
+    KMP_STATUS,
+    center_effects,
+    center_index,
+    long_format,
+    numeric,
+)
 from khe_bayes.priors import Prior, prior
 
 VISITS = ("6m", "12m")
@@ -48,20 +54,8 @@ class ResponsePriors(BaseModel):
 
 def response_long(ipd: pd.DataFrame) -> pd.DataFrame:
     """One row per (patient, visit) with an observed response."""
-    rows = []
-    for v, visit in enumerate(VISITS):
-        y = numeric(ipd[f"response_{visit}"])
-        seen = ~np.isnan(y)
-        rows.append(
-            pd.DataFrame(
-                {
-                    "patient": np.flatnonzero(seen),
-                    "visit": v,
-                    "response": y[seen].astype(int),
-                }
-            )
-        )
-    return pd.concat(rows, ignore_index=True)
+    long = long_format(ipd, "response_", VISITS, "response")
+    return long.astype({"response": int})
 
 
 def build_response_model(ipd: pd.DataFrame, priors: ResponsePriors | None = None) -> pm.Model:

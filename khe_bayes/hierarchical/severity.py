@@ -38,7 +38,7 @@ import pymc as pm
 import pytensor.tensor as pt
 from pydantic import BaseModel, ConfigDict
 
-from khe_bayes.hierarchical.common import center_effects, center_index, numeric
+from khe_bayes.hierarchical.common import center_effects, center_index, long_format
 from khe_bayes.priors import Prior, prior
 
 VISITS = ("0m", "6m", "12m")
@@ -58,12 +58,7 @@ class SeverityPriors(BaseModel):
 
 def severity_long(ipd: pd.DataFrame) -> pd.DataFrame:
     """One row per observed (patient, visit) score."""
-    rows = []
-    for v, visit in enumerate(VISITS):
-        y = numeric(ipd[f"severity_{visit}"])
-        seen = ~np.isnan(y)
-        rows.append(pd.DataFrame({"patient": np.flatnonzero(seen), "visit": v, "score": y[seen]}))
-    return pd.concat(rows, ignore_index=True)
+    return long_format(ipd, "severity_", VISITS, "score")
 
 
 def build_severity_model(
