@@ -87,7 +87,7 @@ def test_gaussian_severity_log_density_matches_scipy():
     assert m.coords["visit"] == ("0m", "6m", "12m")
     assert {v.name for v in m.free_RVs} == {
         "patient_sd",
-        "patient_effect",
+        "patient_z",
         "center_sd",
         "center_z",
         "visit_effect",
@@ -98,7 +98,7 @@ def test_gaussian_severity_log_density_matches_scipy():
     ve = np.array([6.0, 2.4, 1.7])
     point = {
         "patient_sd_log__": np.log(0.8),
-        "patient_effect": 0.8 * pz,
+        "patient_z": pz,
         "center_sd_log__": np.log(0.3),
         "center_z": cz,
         "visit_effect": ve,
@@ -109,7 +109,7 @@ def test_gaussian_severity_log_density_matches_scipy():
     mu = ve[long["visit"]] + 0.8 * pz[long["patient"]] + 0.3 * cz[CENTER[long["patient"]]]
     expected = (
         stats.halfnorm.logpdf(0.8, scale=2)
-        + stats.norm.logpdf(0.8 * pz, 0, 0.8).sum()
+        + stats.norm.logpdf(pz).sum()
         + stats.halfnorm.logpdf(0.3, scale=1)
         + stats.norm.logpdf(cz).sum()
         + stats.norm.logpdf(ve, 5, 5).sum()
