@@ -33,7 +33,7 @@ def staged_directory(out: str | Path, *, overwrite: bool = False) -> Iterator[Pa
     On any exception (including KeyboardInterrupt) the staging directory is removed and ``out``
     is left as it was.
     """
-    out = Path(out)
+    out = Path(out).absolute()  # figures and reports refer to files by absolute path
     check_can_write(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))

@@ -35,16 +35,22 @@ OUTCOMES = {
 }
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
+def run_cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "khe_bayes.cli", *args], capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", "khe_bayes.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=cwd,
     )
 
 
 @pytest.fixture(scope="module")
 def result_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("cli") / "reanalysis"
-    proc = run_cli("reanalyze", "--out", str(out), *FAST)
+    """Run as `make reanalyze` does: a relative --out from the working directory."""
+    work = tmp_path_factory.mktemp("cli")
+    out = work / "results" / "reanalysis"
+    proc = run_cli("reanalyze", "--out", "results/reanalysis", *FAST, cwd=work)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return out
 

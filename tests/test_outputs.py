@@ -42,3 +42,11 @@ def test_existing_result_is_kept_unless_overwrite(tmp_path):
         (stage / "new.txt").write_text("new")
     assert sorted(p.name for p in out.iterdir()) == ["new.txt"]
     assert [p.name for p in tmp_path.iterdir()] == ["res"]
+
+
+def test_relative_output_paths_stage_to_an_absolute_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with staged_directory("results/run") as stage:
+        assert stage.is_absolute()
+        (stage / "a.txt").write_text("a")
+    assert (tmp_path / "results" / "run" / "a.txt").exists()
