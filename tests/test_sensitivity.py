@@ -27,7 +27,12 @@ def test_prior_grid_covers_every_cell_and_priors_pull_their_way():
     by = grid.groupby(grid["effect_prior"].str.split(":").str[0])["mean"].mean()
     # the enthusiastic prior (mean +10) pulls the effect up, the sceptical one (SD 5) towards 0
     assert by["enthusiastic"] > by["neutral"]
-    assert abs(by["sceptical"]) < abs(by["neutral"]) + 1.0
+    # Allowance for Monte Carlo error: each mean averages two fits of 2 x 200 draws with posterior
+    # SD about 5 points, so its MCSE is about 5 / sqrt(400) = 0.25; the difference of two such
+    # means has MCSE 0.35, and 1.0 is about 2.8 of those (one-sided false failure ~0.3%). The
+    # sceptical prior halves the effect, so the check fails if the prior is ignored.
+    mc_allowance = 1.0
+    assert abs(by["sceptical"]) < abs(by["neutral"]) + mc_allowance
 
 
 def test_leave_one_center_out_has_one_row_per_center():

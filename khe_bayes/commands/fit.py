@@ -29,11 +29,7 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--strict", action="store_true", help=f"exit {EXIT_STRICT} on poor convergence")
-    add_sampler_arguments(p)
-    for action in p._actions:  # sampler settings default to the spec's own
-        if action.dest in ("seed", "draws", "tune", "chains"):
-            action.default = None
-            action.help = action.help.split(" (")[0] + " (default: the spec's [sampler])"
+    add_sampler_arguments(p, spec_defaults=True)
     p.set_defaults(func=run)
 
 

@@ -14,12 +14,21 @@ from khe_bayes.sampling import SamplerSettings
 EXIT_STRICT = 3
 
 
-def add_sampler_arguments(p: argparse.ArgumentParser) -> None:
+def add_sampler_arguments(p: argparse.ArgumentParser, *, spec_defaults: bool = False) -> None:
+    """Sampler options. With ``spec_defaults`` they default to None: the spec's [sampler]."""
     d = SamplerSettings()
-    p.add_argument("--seed", type=int, default=d.seed, help=f"random seed (default {d.seed})")
-    p.add_argument("--draws", type=int, default=d.draws, help=f"draws per chain ({d.draws})")
-    p.add_argument("--tune", type=int, default=d.tune, help=f"tuning steps per chain ({d.tune})")
-    p.add_argument("--chains", type=int, default=d.chains, help=f"chains ({d.chains})")
+
+    def default(value):
+        return (None, "the spec's [sampler]") if spec_defaults else (value, value)
+
+    for flag, value, text in (
+        ("--seed", d.seed, "random seed"),
+        ("--draws", d.draws, "draws per chain"),
+        ("--tune", d.tune, "tuning steps per chain"),
+        ("--chains", d.chains, "chains"),
+    ):
+        value, shown = default(value)
+        p.add_argument(flag, type=int, default=value, help=f"{text} (default: {shown})")
     p.add_argument("--cores", type=int, default=None, help="parallel chains (default: all cores)")
     p.add_argument(
         "--progress",
