@@ -79,12 +79,19 @@ def fit_pooled(
     progress: Callable[[str], None] = lambda _m: None,
 ) -> PooledFit:
     """Build and fit ``build(dataset)`` for each dataset (seed derived from name and index),
-    keep ``var_names`` (and the posterior predictive), and pool."""
+    keep ``var_names`` (and the posterior predictive), and pool. With the nutpie backend the
+    model is compiled once (under ``name``) and every further dataset only swaps its data in."""
     fits = []
     for m, data in enumerate(datasets):
         progress(f"{name}: dataset {m + 1}/{len(datasets)}")
         run = with_seed(settings, derive_seed(settings.seed, name, str(m)))
-        idata = fit(build(data), run, posterior_predictive=posterior_predictive, attrs=attrs)
+        idata = fit(
+            build(data),
+            run,
+            posterior_predictive=posterior_predictive,
+            attrs=attrs,
+            compiled_as=("pooled", name),
+        )
         keep = {"posterior": idata.posterior[var_names], "sample_stats": idata.sample_stats}
         if posterior_predictive:
             keep["posterior_predictive"] = idata.posterior_predictive

@@ -40,6 +40,7 @@ from khe_bayes.tomlio import load_toml_model
 
 REPO_MODELS = Path(__file__).resolve().parents[1] / "models"
 AGGREGATE_SPEC = "aggregate_proportions.toml"
+TARGET_ACCEPT_IPD = 0.99
 TITLE = "Bayesian reanalysis: sirolimus for progressive kaposiform hemangioendothelioma"
 
 
@@ -57,17 +58,21 @@ class ReanalysisSettings:
     ipd_file: Path | None = None
     reconstruction: ReconstructionSettings = field(default_factory=ReconstructionSettings)
     ppc_draws_per_dataset: int = 100
-    min_draws_per_dataset: int = 1000
+    min_draws_per_dataset: int = 2000
     sensitivity: bool = True
 
     def ipd_sampler(self) -> SamplerSettings:
         m = 1 if self.ipd_file else self.datasets
         draws = max(self.min_draws_per_dataset, -(-self.sampler.draws // m))
-        # hierarchical funnels need smaller steps than the aggregate model: at 0.95 the
-        # Gaussian severity model still diverged on some reconstructions, at 0.99 none did
-        target = max(self.sampler.target_accept, 0.99)
+        # hierarchical models get smaller steps than the aggregate model (TARGET_ACCEPT_IPD) and
+        # nutpie, compiled once per model and re-used across datasets (compiled.py)
+        target = max(self.sampler.target_accept, TARGET_ACCEPT_IPD)
         return self.sampler.model_copy(
-            update={"draws": min(draws, self.sampler.draws), "target_accept": target}
+            update={
+                "draws": min(draws, self.sampler.draws),
+                "target_accept": target,
+                "backend": "nutpie",
+            }
         )
 
 

@@ -6,6 +6,8 @@ import json
 import os
 import sys
 import warnings
+from collections.abc import Hashable
+from typing import Literal
 
 import arviz as az
 import numpy as np
@@ -14,7 +16,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class SamplerSettings(BaseModel):
-    """NUTS settings. ``seed`` fixes every chain, so the same settings give the same draws."""
+    """NUTS settings. ``seed`` fixes every chain, so the same settings give the same draws.
+
+    ``backend``: ``"pymc"`` (PyMC's NUTS, C-compiled, cached on disk across runs) or
+    ``"nutpie"`` (numba-compiled, compiled once per model structure and re-used for every
+    dataset; see compiled.py). The reanalysis's IPD models use nutpie.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -25,6 +32,7 @@ class SamplerSettings(BaseModel):
     target_accept: float = Field(default=0.9, gt=0.5, lt=1.0)
     seed: int = Field(default=20170815, ge=0)
     progressbar: bool | None = None
+    backend: Literal["pymc", "nutpie"] = "pymc"
 
 
 def _show_progress(settings: SamplerSettings) -> bool:
@@ -40,16 +48,56 @@ def fit(
     posterior_predictive: bool = False,
     prior_draws: int = 0,
     attrs: dict | None = None,
+    compiled_as: Hashable | None = None,
 ) -> az.InferenceData:
-    """Sample ``model`` with NUTS and return InferenceData with sample stats and log-likelihood.
+    """Sample ``model`` with NUTS and return InferenceData with sample stats (and, with the
+    PyMC backend, the pointwise log-likelihood).
 
     ``attrs`` (e.g. the spec that built the model) is stored JSON-encoded in the posterior attrs
-    so that a saved result can be traced and rebuilt.
+    so that a saved result can be traced and rebuilt. ``compiled_as`` (nutpie backend): a label
+    under which the compiled model is cached in this process, so later fits of models built by
+    the same builder with the same priors only swap their data in; without it the model is
+    compiled for this fit alone.
     """
+    if settings.backend == "nutpie":
+        idata = _fit_nutpie(model, settings, compiled_as)
+    else:
+        idata = _fit_pymc(model, settings)
+    with model:
+        if prior_draws:
+            idata.extend(pm.sample_prior_predictive(prior_draws, random_seed=settings.seed))
+        if posterior_predictive:
+            pm.sample_posterior_predictive(
+                idata,
+                var_names=[rv.name for rv in model.observed_RVs],
+                extend_inferencedata=True,
+                random_seed=settings.seed,
+                progressbar=False,
+            )
+    idata.posterior.attrs["sampler_settings"] = settings.model_dump_json()
+    for key, value in (attrs or {}).items():
+        idata.posterior.attrs[key] = value if isinstance(value, str) else json.dumps(value)
+    return idata
+
+
+def _fit_nutpie(model: pm.Model, settings: SamplerSettings, label: Hashable | None):
+    from khe_bayes.compiled import CompiledSampler, process_cache
+
+    cache = process_cache()
+    sampler = CompiledSampler(model) if label is None else cache.sampler_for(model, label)
+    idata = sampler.sample(model, settings)
+    transformed = [v.name for v in model.value_vars if v.name not in model.named_vars]
+    return az.InferenceData(
+        posterior=idata.posterior.drop_vars(transformed, errors="ignore"),
+        sample_stats=idata.sample_stats,
+    )
+
+
+def _fit_pymc(model: pm.Model, settings: SamplerSettings) -> az.InferenceData:
     cores = settings.cores or min(settings.chains, os.cpu_count() or 1)
     with model, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*chains for robust computation.*")
-        idata = pm.sample(
+        return pm.sample(
             draws=settings.draws,
             tune=settings.tune,
             chains=settings.chains,
@@ -60,16 +108,6 @@ def fit(
             idata_kwargs={"log_likelihood": True},
             compute_convergence_checks=False,
         )
-        if prior_draws:
-            idata.extend(pm.sample_prior_predictive(prior_draws, random_seed=settings.seed))
-        if posterior_predictive:
-            pm.sample_posterior_predictive(
-                idata, extend_inferencedata=True, random_seed=settings.seed, progressbar=False
-            )
-    idata.posterior.attrs["sampler_settings"] = settings.model_dump_json()
-    for key, value in (attrs or {}).items():
-        idata.posterior.attrs[key] = value if isinstance(value, str) else json.dumps(value)
-    return idata
 
 
 def derive_seed(seed: int, *labels: str) -> int:

@@ -113,7 +113,11 @@ def prior_grid(
                 run = with_seed(
                     settings, derive_seed(settings.seed, t.model, effect_label, sd_label)
                 )
-                idata = fit(t.build(data, priors), run)
+                idata = fit(
+                    t.build(data, priors),
+                    run,
+                    compiled_as=("prior_grid", t.model, effect_label, sd_label),
+                )
                 rows.append(
                     {
                         "model": t.model,
@@ -136,13 +140,17 @@ def leave_one_center_out(
     """Refit without each center; report the shift of the headline posterior mean."""
     rows = []
     for t in targets:
-        full = select_draws(fit(t.build(data, t.default_priors), settings), t.quantity)
+        label = ("default_priors", t.model)
+        full = select_draws(
+            fit(t.build(data, t.default_priors), settings, compiled_as=label), t.quantity
+        )
         for center in sorted(data["center"].astype(str).unique()):
             progress(f"leave-one-center-out: {t.model}, without {center}")
             subset = data[data["center"].astype(str) != center].reset_index(drop=True)
             run = with_seed(settings, derive_seed(settings.seed, t.model, "loco", center))
             try:
-                draws = select_draws(fit(t.build(subset, t.default_priors), run), t.quantity)
+                model = t.build(subset, t.default_priors)
+                draws = select_draws(fit(model, run, compiled_as=label), t.quantity)
             except ValueError as exc:  # e.g. too few KMP patients left
                 rows.append(
                     {"model": t.model, "quantity": t.quantity, "left_out": center, "note": str(exc)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pymc as pm
 import pytest
 from scipy import special, stats
 
@@ -15,7 +16,7 @@ from khe_bayes.hierarchical import (
 )
 from khe_bayes.hierarchical.common import center_index
 from khe_bayes.hierarchical.response import response_long
-from khe_bayes.hierarchical.severity import severity_long
+from khe_bayes.hierarchical.severity import _random_intercept_draw, severity_long
 from khe_bayes.reconstruct import reconstruct_datasets
 
 IPD = reconstruct_datasets(load_evidence(), 1, seed=9)[0]
@@ -82,41 +83,66 @@ def test_response_rates_are_the_stated_averages():
     np.testing.assert_allclose(rate, expected_by @ [1 - share, share], rtol=1e-10)
 
 
-def test_gaussian_severity_log_density_matches_scipy():
-    m = build_severity_model(IPD, kind="gaussian")
+def test_gaussian_severity_log_density_is_the_marginal_multivariate_normal():
+    """The patient intercept is integrated out: each patient's scores are jointly normal with
+    covariance sigma^2 I + patient_sd^2 J. Checked against scipy's multivariate normal, with
+    one patient missing a visit."""
+    ipd = IPD.copy()
+    ipd.loc[3, "severity_12m"] = np.nan
+    m = build_severity_model(ipd, kind="gaussian")
     assert m.coords["visit"] == ("0m", "6m", "12m")
     assert {v.name for v in m.free_RVs} == {
         "patient_sd",
-        "patient_z",
         "center_sd",
         "center_z",
         "visit_effect",
         "sigma",
     }
-    rng = np.random.default_rng(0)
-    pz, cz = rng.normal(size=52), rng.normal(size=len(CENTERS))
+    cz = np.random.default_rng(0).normal(size=len(CENTERS))
     ve = np.array([6.0, 2.4, 1.7])
     point = {
         "patient_sd_log__": np.log(0.8),
-        "patient_z": pz,
         "center_sd_log__": np.log(0.3),
         "center_z": cz,
         "visit_effect": ve,
         "sigma_log__": np.log(0.6),
     }
     got = m.compile_logp(jacobian=False)(point)
-    long = severity_long(IPD)
-    mu = ve[long["visit"]] + 0.8 * pz[long["patient"]] + 0.3 * cz[CENTER[long["patient"]]]
+    long = severity_long(ipd)
     expected = (
         stats.halfnorm.logpdf(0.8, scale=2)
-        + stats.norm.logpdf(pz).sum()
         + stats.halfnorm.logpdf(0.3, scale=1)
         + stats.norm.logpdf(cz).sum()
         + stats.norm.logpdf(ve, 5, 5).sum()
         + stats.halfnorm.logpdf(0.6, scale=2)
-        + stats.norm.logpdf(long["score"], mu, 0.6).sum()
     )
+    for patient, rows in long.groupby("patient"):
+        mu = ve[rows["visit"]] + 0.3 * cz[CENTER[patient]]
+        cov = 0.6**2 * np.eye(len(rows)) + 0.8**2
+        expected += stats.multivariate_normal(mu, cov).logpdf(rows["score"].to_numpy())
     assert got == pytest.approx(expected, rel=1e-9)
+
+
+def test_gaussian_severity_simulates_a_shared_patient_intercept():
+    """Simulated scores of one patient are correlated by patient_sd^2 / (patient_sd^2 + sigma^2)
+    = 0.64 / 1.0; over 4000 simulations the sample correlation's SE is about 0.01, so 0.05 is
+    5 SEs."""
+    long = severity_long(IPD)
+    patient = long["patient"].to_numpy()
+    n_obs = np.bincount(patient, minlength=len(IPD))
+    rng = np.random.default_rng(3)
+    sims = np.array(
+        [
+            _random_intercept_draw(np.zeros(len(long)), 0.6, 0.8, patient, n_obs, rng=rng)
+            for _ in range(4000)
+        ]
+    )
+    first = [np.flatnonzero(patient == 0)[0], np.flatnonzero(patient == 0)[1]]
+    assert np.corrcoef(sims[:, first[0]], sims[:, first[1]])[0, 1] == pytest.approx(0.64, abs=0.05)
+    other = np.flatnonzero(patient == 1)[0]
+    assert abs(np.corrcoef(sims[:, first[0]], sims[:, other])[0, 1]) < 0.05
+    m = build_severity_model(IPD, kind="gaussian")
+    assert pm.draw(m["score"], random_seed=1).shape == (len(long),)
 
 
 def test_ordinal_expected_score_from_category_probabilities():

@@ -50,13 +50,16 @@ def build_contrast_model(ipd: pd.DataFrame, priors: ContrastPriors | None = None
         "shrinkage_obs": list(ipd["patient_id"].astype(str)[seen]),
     }
     with pm.Model(coords=coords) as model:
+        group_all = pm.Data("patient_group", group)
+        group_seen = pm.Data("shrinkage_group", group[seen])
+        center_seen = pm.Data("shrinkage_center", center[seen])
         age_mean = priors.age_mean.create("age_mean", dims="kmp_status")
         age_sd = priors.age_sd.create("age_sd", dims="kmp_status")
         pm.Normal(
             "age",
-            age_mean[group],
-            age_sd[group],
-            observed=numeric(ipd["age_months"]),
+            age_mean[group_all],
+            age_sd[group_all],
+            observed=pm.Data("age_observed", numeric(ipd["age_months"])),
             dims="patient",
         )
         s_mean = priors.shrinkage_mean.create("shrinkage_mean", dims="kmp_status")
@@ -64,9 +67,9 @@ def build_contrast_model(ipd: pd.DataFrame, priors: ContrastPriors | None = None
         center_effect = center_effects(priors.center_sd)
         pm.Normal(
             "shrinkage",
-            s_mean[group[seen]] + center_effect[center[seen]],
+            s_mean[group_seen] + center_effect[center_seen],
             s_sd,
-            observed=shrink[seen],
+            observed=pm.Data("shrinkage_observed", shrink[seen]),
             dims="shrinkage_obs",
         )
         pm.Deterministic("age_difference_months", age_mean[0] - age_mean[1])

@@ -30,6 +30,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pymc as pm
+import pytensor.tensor as pt
 from pydantic import BaseModel, ConfigDict
 
 from khe_bayes.hierarchical.common import (
@@ -74,15 +75,21 @@ def build_response_model(ipd: pd.DataFrame, priors: ResponsePriors | None = None
         intercept = priors.intercept.create("intercept", dims="visit")
         kmp_effect = priors.kmp_effect.create("kmp_effect")
         center_effect = center_effects(priors.center_sd)
-        p_idx, v_idx = long["patient"].to_numpy(), long["visit"].to_numpy()
-        logit_p = intercept[v_idx] + kmp_effect * kmp[p_idx] + center_effect[center[p_idx]]
-        pm.Bernoulli("response", logit_p=logit_p, observed=long["response"].to_numpy(), dims="obs")
+        p_idx = pm.Data("obs_patient", long["patient"].to_numpy())
+        v_idx = pm.Data("obs_visit", long["visit"].to_numpy())
+        kmp_data = pm.Data("kmp", kmp)
+        center_data = pm.Data("patient_center", center)
+        logit_p = (
+            intercept[v_idx] + kmp_effect * kmp_data[p_idx] + center_effect[center_data[p_idx]]
+        )
+        observed = pm.Data("response_observed", long["response"].to_numpy())
+        pm.Bernoulli("response", logit_p=logit_p, observed=observed, dims="obs")
 
         status_logit = intercept[:, None] + kmp_effect * np.array([0.0, 1.0])[None, :]
         by_kmp = pm.math.invlogit(status_logit)
         pm.Deterministic("response_rate_by_kmp", by_kmp, dims=("visit", "kmp_status"))
-        share_kmp = float(np.mean(kmp))
-        mix = np.array([1 - share_kmp, share_kmp])
+        share_kmp = kmp_data.mean()
+        mix = pt.stack([1 - share_kmp, share_kmp])
         pm.Deterministic("response_rate", (by_kmp * mix).sum(axis=1), dims="visit")
         at_center = pm.math.invlogit(
             status_logit[:, None, :] + center_effect[None, :, None]

@@ -5,10 +5,15 @@ Two likelihoods for the same linear predictor, for patient i at center c(i) and 
     eta[i, v] = visit_effect[v] + patient_effect[i] + center_effect[c(i)]
     center_effect = center_sd * center_z                                   (non-centered)
 
-Patient effects are non-centered too. A centered form removed the few divergences of the
-Gaussian model on one reconstructed dataset but failed badly (R-hat 1.23, 332 divergences) on
-another whose between-patient SD is near zero, so the non-centered form with a high target
-acceptance rate is the robust default.
+How the patient effects are handled differs by likelihood:
+
+- Gaussian: the patient intercept is integrated out analytically. Each patient's scores are
+  jointly normal with covariance ``sigma^2 I + patient_sd^2 J`` (compound symmetry), whose
+  log density is closed form (:func:`_random_intercept_logp`). This removes the funnel between
+  ``patient_sd`` and the patient effects that made the sampled form diverge on some
+  reconstructions (non-centered, even at target_accept 0.99; centered, badly on others).
+- Ordinal: no closed form, so the patient effects are sampled, non-centered
+  (``patient_effect = patient_sd * patient_z``).
 
 - ``kind="ordinal"`` (default) respects the integer scale 0..10: cumulative logit
   (``OrderedLogistic``) with ``visit_effect[0m] = 0`` and ordered ``cutpoints``;
@@ -17,8 +22,9 @@ acceptance rate is the robust default.
 Estimands: ``severity_change_6m`` and ``severity_change_12m``, the change in the expected score
 from baseline (follow-up minus baseline; negative = improvement) for a typical patient at a
 typical center (patient and center effects zero). For the ordinal model the expected score is
-sum_k k P(score = k); for the Gaussian model it is eta. ``expected_score`` [visit] gives the
-levels.
+sum_k k P(score = k); for the Gaussian model it is the linear predictor (for the Gaussian model
+the typical patient's change is also the population-average change). ``expected_score`` [visit]
+gives the levels.
 
 Default priors: Gaussian ``visit_effect ~ Normal(5, 5)`` (scores live on 0-10),
 ``sigma ~ HalfNormal(2)``, ``patient_sd ~ HalfNormal(2)``, ``center_sd ~ HalfNormal(1)``;
@@ -77,24 +83,41 @@ def build_severity_model(
         "obs": np.arange(len(long)),
         "category": np.arange(N_CATEGORIES),
     }
-    p_idx, v_idx = long["patient"].to_numpy(), long["visit"].to_numpy()
+    counts = np.bincount(long["patient"].to_numpy(), minlength=len(ipd))
     with pm.Model(coords=coords) as model:
-        patient_sd = priors.patient_sd.create("patient_sd")
-        patient_z = pm.Normal("patient_z", 0.0, 1.0, dims="patient")
-        patient_effect = pm.Deterministic("patient_effect", patient_sd * patient_z, dims="patient")
+        p_idx = pm.Data("obs_patient", long["patient"].to_numpy())
+        v_idx = pm.Data("obs_visit", long["visit"].to_numpy())
+        obs_center = pm.Data("obs_center", center[long["patient"].to_numpy()])
+        observed = pm.Data("score_observed", long["score"].to_numpy().astype(int))
         center_effect = center_effects(priors.center_sd)
+        patient_sd = priors.patient_sd.create("patient_sd")
         if kind == "gaussian":
             visit_effect = priors.gaussian_visit_effect.create("visit_effect", dims="visit")
-            eta = visit_effect[v_idx] + patient_effect[p_idx] + center_effect[center[p_idx]]
             sigma = priors.sigma.create("sigma")
-            pm.Normal("score", eta, sigma, observed=long["score"].to_numpy(), dims="obs")
+            n_obs = pm.Data("patient_obs_count", counts)
+            pm.CustomDist(
+                "score",
+                visit_effect[v_idx] + center_effect[obs_center],
+                sigma,
+                patient_sd,
+                p_idx,
+                n_obs,
+                logp=_random_intercept_logp,
+                random=_random_intercept_draw,
+                observed=observed.astype("float64"),
+                dims="obs",
+            )
             expected = pm.Deterministic("expected_score", visit_effect, dims="visit")
         else:
+            patient_z = pm.Normal("patient_z", 0.0, 1.0, dims="patient")
+            patient_effect = pm.Deterministic(
+                "patient_effect", patient_sd * patient_z, dims="patient"
+            )
             follow_up = priors.ordinal_visit_effect.create("follow_up_effect", shape=2)
             visit_effect = pm.Deterministic(
                 "visit_effect", pt.concatenate([pt.zeros(1), follow_up]), dims="visit"
             )
-            eta = visit_effect[v_idx] + patient_effect[p_idx] + center_effect[center[p_idx]]
+            eta = visit_effect[v_idx] + patient_effect[p_idx] + center_effect[obs_center]
             cutpoints = pm.Normal(
                 "cutpoints",
                 mu=np.linspace(-4, 4, N_CATEGORIES - 1),
@@ -102,13 +125,7 @@ def build_severity_model(
                 transform=pm.distributions.transforms.ordered,
                 shape=N_CATEGORIES - 1,
             )
-            pm.OrderedLogistic(
-                "score",
-                eta=eta,
-                cutpoints=cutpoints,
-                observed=long["score"].to_numpy().astype(int),
-                dims="obs",
-            )
+            pm.OrderedLogistic("score", eta=eta, cutpoints=cutpoints, observed=observed, dims="obs")
             cdf = pm.math.invlogit(cutpoints[None, :] - visit_effect[:, None])  # P(Y <= k)
             upper = pt.concatenate([cdf, pt.ones((3, 1))], axis=1)
             lower = pt.concatenate([pt.zeros((3, 1)), cdf], axis=1)
@@ -121,3 +138,30 @@ def build_severity_model(
         pm.Deterministic("severity_change_6m", expected[1] - expected[0])
         pm.Deterministic("severity_change_12m", expected[2] - expected[0])
     return model
+
+
+def _random_intercept_logp(value, mu, sigma, patient_sd, patient, n_obs):
+    """Log density of long-format scores with a Normal(0, patient_sd) patient intercept
+    integrated out: each patient's n_i scores are jointly normal with covariance
+    sigma^2 I + patient_sd^2 J (compound symmetry), whose inverse and determinant are closed
+    form. Returned per observation (each patient's term split evenly over its scores) so that
+    the sum is the exact joint log density."""
+    resid = value - mu
+    n = n_obs.astype("float64")
+    s1 = pt.inc_subtensor(pt.zeros(n_obs.shape)[patient], resid)
+    s2 = pt.inc_subtensor(pt.zeros(n_obs.shape)[patient], resid**2)
+    var_e, var_p = sigma**2, patient_sd**2
+    denom = var_e + n * var_p
+    per_patient = -0.5 * (
+        n * np.log(2 * np.pi)
+        + (n - 1) * pt.log(var_e)
+        + pt.log(denom)
+        + (s2 - var_p * s1**2 / denom) / var_e
+    )
+    return per_patient[patient] / n[patient]
+
+
+def _random_intercept_draw(mu, sigma, patient_sd, patient, n_obs, rng=None, size=None):
+    """Scores simulated with a fresh patient intercept per patient (the model's predictive)."""
+    intercept = rng.normal(0.0, patient_sd, size=len(n_obs))
+    return mu + intercept[patient] + rng.normal(0.0, sigma, size=np.shape(mu))

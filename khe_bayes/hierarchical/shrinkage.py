@@ -58,11 +58,10 @@ def build_shrinkage_model(ipd: pd.DataFrame, priors: ShrinkagePriors | None = No
         slope = priors.severity_slope.create("severity_slope")
         center_effect = center_effects(priors.center_sd)
         sigma = priors.sigma.create("sigma")
-        mu = (
-            intercept
-            + effect * combination
-            + slope * (severity - severity.mean())
-            + center_effect[center]
-        )
-        pm.Normal("shrinkage", mu, sigma, observed=numeric(kmp["shrinkage_12m"]), dims="patient")
+        combination = pm.Data("combination", combination)
+        severity_centered = pm.Data("severity_centered", severity - severity.mean())
+        center = pm.Data("patient_center", center)
+        mu = intercept + effect * combination + slope * severity_centered + center_effect[center]
+        observed = pm.Data("shrinkage_observed", numeric(kmp["shrinkage_12m"]))
+        pm.Normal("shrinkage", mu, sigma, observed=observed, dims="patient")
     return model
