@@ -2,8 +2,9 @@
 
 The structure tests need no sampling: every builder's data must enter through ``pm.Data``, so a
 template built on dataset A with dataset B's data swapped in has exactly the log density and
-deterministics of a fresh build on B. Dataset B differs from A in every column and (except for the
-KMP-only shrinkage model) in its KMP share, so a constant computed from A's data and baked into the graph would be caught.
+deterministics of a fresh build on B. Dataset B differs from A in every column and (except for
+the KMP-only shrinkage model) in its KMP share, so a constant computed from A's data and baked
+into the graph would be caught.
 """
 
 from __future__ import annotations
