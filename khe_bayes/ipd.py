@@ -7,6 +7,9 @@ first patient is row 2) and the column.
 
 from __future__ import annotations
 
+import csv
+import io
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,23 +88,49 @@ def load_ipd(path: str | Path) -> pd.DataFrame:
     label = str(path)
     if not path.exists():
         raise InputError("file not found", file=label)
+    if not path.is_file():
+        raise InputError("is a directory (or not a regular file), not a CSV file", file=label)
     if path.stat().st_size > MAX_BYTES:
         raise InputError(f"file is larger than {MAX_BYTES // 2**20} MB", file=label)
     raw = path.read_bytes()
     if not raw.strip():
         raise InputError("file is empty", file=label)
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise InputError("UTF-16 text; save the file as UTF-8 CSV", file=label)
     try:
         text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise InputError("not UTF-8 text", file=label, row=line) from None
-    from io import StringIO
-
+    except UnicodeDecodeError as exc:  # exc.object: the bytes after any BOM
+        row, column = _cell_at(exc.object, exc.start)
+        raise InputError(
+            f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x}); save the file as UTF-8 CSV",
+            file=label,
+            row=row,
+            column=column,
+        ) from None
     try:
-        frame = pd.read_csv(StringIO(text), dtype=str, keep_default_na=False)
+        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
     except pd.errors.ParserError as exc:
-        raise InputError(f"not a valid CSV ({str(exc).strip()})", file=label) from None
+        ragged = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
+        if ragged:
+            expected, line, seen = (int(g) for g in ragged.groups())
+            raise InputError(
+                f"{seen} fields where the header has {expected}", file=label, row=line
+            ) from None
+        message = " ".join(str(exc).split())
+        raise InputError(f"not a valid CSV ({message})", file=label) from None
     return validate_ipd(frame, source=label)
+
+
+def _cell_at(raw: bytes, offset: int) -> tuple[int, str | None]:
+    """Row (header = row 1) and column name of the CSV cell holding byte ``offset``."""
+    before = raw[:offset].decode("utf-8", errors="replace")
+    rows = list(csv.reader(io.StringIO(before)))
+    if not rows or before.endswith(("\n", "\r")):
+        row, field = len(rows) + 1, 0
+    else:
+        row, field = len(rows), len(rows[-1]) - 1
+    header = rows[0] if rows and row > 1 else []
+    return row, header[field] if field < len(header) else None
 
 
 def validate_ipd(frame: pd.DataFrame, source: str = "<ipd>") -> pd.DataFrame:

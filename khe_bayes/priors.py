@@ -7,6 +7,7 @@ typo is an error at load time rather than a silent default.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pymc as pm
@@ -58,6 +59,8 @@ class Prior(BaseModel):
         for key, value in self.params.items():
             if not isinstance(value, int | float) or isinstance(value, bool):
                 raise ValueError(f"{self.dist} parameter {key} must be a number, got {value!r}")
+            if not math.isfinite(value):
+                raise ValueError(f"{self.dist} parameter {key} must be finite, got {value}")
             positive = key in _POSITIVE_PARAMS and not (self.dist == "Cauchy" and key == "alpha")
             if positive and value <= 0:
                 raise ValueError(f"{self.dist} parameter {key} must be > 0, got {value}")

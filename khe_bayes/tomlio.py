@@ -17,13 +17,20 @@ def read_toml(path: str | Path) -> dict:
     """Parse a TOML file; missing, non-UTF-8 or malformed files raise InputError."""
     label = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        raw = Path(path).read_bytes()
     except FileNotFoundError:
         raise InputError("file not found", file=label) from None
     except IsADirectoryError:
         raise InputError("is a directory, not a TOML file", file=label) from None
-    except UnicodeDecodeError:
-        raise InputError("not UTF-8 text", file=label) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise InputError(
+            f"not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line}); save it as UTF-8",
+            file=label,
+        ) from None
+    text = text.replace("\r\n", "\n").replace("\r", "\n")  # as read_text() translated them
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

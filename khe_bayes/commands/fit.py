@@ -48,6 +48,46 @@ def sampler_settings(spec, args: argparse.Namespace) -> SamplerSettings:
         raise InputError(f"sampler settings: {exc}".splitlines()[0]) from None
 
 
+def check_thresholds(spec, model: pm.Model, spec_path: Path) -> None:
+    """Each ``[[thresholds]]`` quantity must name a scalar variable of the model, or one element
+    (``name[label]``) of a variable with one labelled dimension, as ``select_draws`` reads it."""
+    posterior_vars = {v.name for v in (*model.free_RVs, *model.deterministics)}
+    for i, t in enumerate(spec.thresholds):
+        key = f"thresholds[{i + 1}].quantity"
+        name, _, label = t.quantity.partition("[")
+        if name not in posterior_vars:
+            known = sorted(posterior_vars)
+            raise InputError(
+                f"{t.quantity!r}: the model has no variable {name!r}; it has {known}",
+                file=spec_path,
+                key=key,
+            )
+        dims = model.named_vars_to_dims.get(name) or ()
+        if not label:
+            if model[name].type.ndim != 0:
+                raise InputError(
+                    f"{t.quantity!r} has dimension(s) {list(dims)}; name one element, "
+                    f"e.g. {name}[label]",
+                    file=spec_path,
+                    key=key,
+                )
+            continue
+        label = label.removesuffix("]")
+        if len(dims) != 1:
+            raise InputError(
+                f"{t.quantity!r}: {name} has dimension(s) {list(dims)}, not one labelled dimension",
+                file=spec_path,
+                key=key,
+            )
+        labels = list(model.coords[dims[0]])
+        if label not in labels:
+            raise InputError(
+                f"{t.quantity!r}: {label!r} is not a {dims[0]} label; labels: {labels}",
+                file=spec_path,
+                key=key,
+            )
+
+
 def rebuild_from_idata(idata: az.InferenceData, spec_dir: Path) -> pm.Model:
     """Rebuild the model a saved result came from: its spec is in ``posterior.attrs``."""
     raw = json.loads(idata.posterior.attrs["spec"])
@@ -62,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
     spec_dir = args.spec.resolve().parent
     data = family.load_data(spec, spec_dir)
     model = family.build(spec, data)
+    check_thresholds(spec, model, args.spec)  # a misspelt quantity fails here, not after sampling
     settings = sampler_settings(spec, args)
     idata = fit(
         model,

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from khe_bayes.commands.reconstruct import add_center_arguments, center_settings
 from khe_bayes.errors import InputError
+from khe_bayes.ipd import load_ipd
+from khe_bayes.outputs import check_can_write
 from khe_bayes.reanalysis import REPO_MODELS, ReanalysisSettings, run_reanalysis
 from khe_bayes.reconstruct import ReconstructionSettings
 from khe_bayes.sampling import SamplerSettings
@@ -98,6 +100,9 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.datasets < 1:
         raise InputError("--datasets must be at least 1")
+    check_can_write(Path(args.out), args.overwrite)
+    if args.ipd is not None:
+        load_ipd(args.ipd)  # bad IPD: one error line, before any progress output or sampling
     settings = ReanalysisSettings(
         sampler=sampler_from_args(args),
         models_dir=args.models,

@@ -35,7 +35,7 @@ def load_spec(path: str | Path) -> tuple[BaseModel, Family]:
     name = raw.get("family")
     if name is None:
         raise InputError("missing key 'family'", file=path, key="family")
-    if name not in FAMILIES:
+    if not isinstance(name, str) or name not in FAMILIES:
         raise InputError(
             f"unknown family {name!r}; known: {sorted(FAMILIES)}", file=path, key="family"
         )

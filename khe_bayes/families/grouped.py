@@ -76,6 +76,8 @@ class NormalSpec(SpecBase):
 def _read_csv(path: Path) -> pd.DataFrame:
     if not path.exists():
         raise InputError("data file not found", file=path)
+    if not path.is_file():
+        raise InputError("is a directory (or not a regular file), not a CSV file", file=path)
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
     except UnicodeDecodeError:
