@@ -57,7 +57,12 @@ class CompiledSampler:
         own data. ``settings`` is a :class:`khe_bayes.sampling.SamplerSettings`."""
         if structure_key(model) != self.key:
             raise ValueError("model structure differs from the compiled one; compile it anew")
-        compiled = self._compiled.with_data(**model_data(model))
+        return self.sample_data(model_data(model), settings)
+
+    def sample_data(self, data: dict[str, np.ndarray], settings: Any) -> az.InferenceData:
+        """Sample with some ``pm.Data`` arrays replaced (same shapes); the rest keep the values
+        the model was compiled with. Simulation-based calibration swaps only the observations."""
+        compiled = self._compiled.with_data(**data)
         return self._nutpie.sample(
             compiled,
             draws=settings.draws,
