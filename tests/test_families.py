@@ -13,7 +13,7 @@ import pytest
 from scipy import special, stats
 
 from khe_bayes.errors import InputError
-from khe_bayes.families import FAMILIES, load_spec
+from khe_bayes.families import FAMILIES, load_spec, register_family
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = REPO / "models"
@@ -252,3 +252,12 @@ def test_registry_is_explicit():
         "khe_shrinkage",
         "khe_contrasts",
     }
+
+
+def test_register_family_rejects_a_duplicate_or_mismatched_name():
+    before = dict(FAMILIES)
+    with pytest.raises(ValueError, match="'normal' is already registered"):
+        register_family("normal", FAMILIES["normal"])
+    with pytest.raises(ValueError, match="differs from the family's own name"):
+        register_family("normal_copy", FAMILIES["normal"])
+    assert before == FAMILIES  # nothing replaced, nothing added

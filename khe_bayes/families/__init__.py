@@ -7,7 +7,9 @@ written in a file. To add a family:
    and its own fields (``extra="forbid"`` is inherited);
 2. write ``load_data(spec, spec_dir)`` that validates its data (raise ``InputError`` naming file,
    row and column) and ``build(spec, data) -> pm.Model`` that never samples;
-3. add ``Family(name, spec, load_data, build, summary_vars, descriptions)`` to ``FAMILIES``.
+3. add ``Family(name, spec, load_data, build, summary_vars, descriptions)`` to ``FAMILIES``
+   in this file, or, for a family defined outside the package (a script or a notebook), call
+   ``register_family(name, family)`` before loading a spec that names it.
 
 ``load_spec(path)`` reads a TOML spec, picks the family and validates strictly.
 """
@@ -26,7 +28,34 @@ from khe_bayes.tomlio import read_toml, validate_as
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (BINOMIAL, NORMAL, AGGREGATE, *KHE_FAMILIES)}
 
-__all__ = ["FAMILIES", "Family", "ReportedStatisticSpec", "SpecBase", "load_spec"]
+__all__ = [
+    "FAMILIES",
+    "Family",
+    "ReportedStatisticSpec",
+    "SpecBase",
+    "load_spec",
+    "register_family",
+]
+
+
+def register_family(name: str, family: Family) -> Family:
+    """Add ``family`` to :data:`FAMILIES` under ``name`` and return it.
+
+    ``name`` must equal ``family.name`` (it is the value of a spec's ``family`` key and is stored
+    with every result) and must not be registered already: an existing family is never replaced,
+    so a spec always means the model it meant when it was written. Raises ``ValueError``
+    (``TypeError`` if ``family`` is not a :class:`Family`). The registration lasts for the
+    running process: ``load_spec``, ``rebuild_from_idata`` and ``cli.main(["fit", ...])`` called
+    in that process accept specs naming the family; a new ``khe-bayes`` process does not.
+    """
+    if not isinstance(family, Family):
+        raise TypeError(f"expected a Family, got {type(family).__name__}")
+    if name != family.name:
+        raise ValueError(f"name {name!r} differs from the family's own name {family.name!r}")
+    if name in FAMILIES:
+        raise ValueError(f"family {name!r} is already registered; choose another name")
+    FAMILIES[name] = family
+    return family
 
 
 def load_spec(path: str | Path) -> tuple[BaseModel, Family]:
