@@ -14,7 +14,7 @@ from khe_bayes import __version__
 from khe_bayes.errors import InputError, OutputExistsError
 
 # The explicit list of command modules (no discovery by import path from files).
-COMMANDS = ["evidence", "reanalyze", "reconstruct", "audit", "fit"]
+COMMANDS = ["evidence", "reanalyze", "reconstruct", "audit", "fit", "sbc"]
 
 EXIT_INPUT = 2
 EXIT_STRICT = 3

@@ -49,6 +49,7 @@ class CompiledSampler:
         import nutpie
 
         self.key = structure_key(model)
+        self._dtypes = {name: value.dtype for name, value in model_data(model).items()}
         self._nutpie = nutpie
         self._compiled = nutpie.compile_pymc_model(model)
 
@@ -61,7 +62,15 @@ class CompiledSampler:
 
     def sample_data(self, data: dict[str, np.ndarray], settings: Any) -> az.InferenceData:
         """Sample with some ``pm.Data`` arrays replaced (same shapes); the rest keep the values
-        the model was compiled with. Simulation-based calibration swaps only the observations."""
+        the model was compiled with. Simulation-based calibration swaps only the observations.
+
+        Values must fit the container's dtype: non-integers for an integer container raise
+        instead of being truncated silently (as nutpie's ``with_data`` would)."""
+        for name, values in data.items():
+            dtype = self._dtypes[name]
+            values = np.asarray(values)
+            if np.issubdtype(dtype, np.integer) and not np.array_equal(values, np.round(values)):
+                raise ValueError(f"pm.Data {name!r} holds integers; got non-integer values")
         compiled = self._compiled.with_data(**data)
         return self._nutpie.sample(
             compiled,

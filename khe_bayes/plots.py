@@ -158,3 +158,29 @@ def center_forest(
     ax.set_xlabel(f"{var} (mean, 50% and {HDI_PROB:.0%} HDI)")
     ax.set_title(title, fontsize=10)
     return _save(fig, path)
+
+
+def rank_histograms(ranks: pd.DataFrame, n_ranks: int, bins: int, path: Path) -> Path:
+    """SBC rank histograms, one panel per parameter, with the 99% band of a uniform histogram."""
+    from scipy import stats
+
+    names = list(dict.fromkeys(ranks["parameter"]))
+    cols = min(6, len(names))
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 1.7 * rows), squeeze=False)
+    n = ranks.groupby("parameter").size().iloc[0]
+    lo, hi = stats.binom.ppf([0.005, 0.995], n, 1 / bins)
+    for ax, name in zip(axes.ravel(), names, strict=False):
+        counts = np.bincount(
+            ranks.loc[ranks["parameter"] == name, "rank"].to_numpy() * bins // n_ranks,
+            minlength=bins,
+        )
+        ax.axhspan(lo, hi, color="0.85")
+        ax.bar(np.arange(bins), counts, width=0.9, color="C0")
+        ax.set_title(name, fontsize=8)
+        ax.set_xticks([])
+        ax.tick_params(labelsize=7)
+    for ax in axes.ravel()[len(names) :]:
+        ax.axis("off")
+    fig.suptitle(f"SBC rank histograms ({n} replications; grey: 99% band if uniform)", fontsize=9)
+    return _save(fig, path)

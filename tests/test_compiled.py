@@ -108,3 +108,8 @@ def test_a_sweep_compiles_once_and_matches_a_fresh_compile(datasets):
     np.testing.assert_array_equal(  # same data, same seed, re-used sampler: same draws
         reused[0].posterior["kmp_effect"].values, reused[2].posterior["kmp_effect"].values
     )
+    sampler = cache.sampler_for(build_response_model(a), "response")
+    outcome = next(name for name in model_data(model) if "observed" in name)
+    halves = model_data(model)[outcome] + 0.5
+    with pytest.raises(ValueError, match="holds integers"):  # not truncated silently
+        sampler.sample_data({outcome: halves}, settings)

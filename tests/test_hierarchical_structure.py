@@ -159,6 +159,25 @@ def test_ordinal_expected_score_from_category_probabilities():
     assert change == pytest.approx(expected[1] - expected[0])
 
 
+def test_ordinal_cutpoints_reproduce_the_baseline_score_distribution():
+    """At baseline (visit effect 0) a typical patient's category probabilities are exactly the
+    Dirichlet-distributed baseline probabilities; and forward draws of the cutpoints are
+    ordered (the earlier iid-normal-with-ordered-transform prior drew unordered cutpoints in
+    prior predictive sampling, which SBC exposed)."""
+    m = build_severity_model(IPD, kind="ordinal")
+    fn = _point_function(m, ["category_probability", "cutpoints"])
+    point = m.initial_point()
+    baseline = np.array([0.02, 0.03, 0.05, 0.1, 0.2, 0.2, 0.15, 0.1, 0.1, 0.04, 0.01])
+    point["baseline_category_probability_simplex__"] = pm.distributions.transforms.simplex.forward(
+        baseline
+    ).eval()
+    probs, cutpoints = fn(point)
+    np.testing.assert_allclose(probs[0], baseline, rtol=1e-9)
+    np.testing.assert_allclose(cutpoints, special.logit(np.cumsum(baseline)[:-1]), rtol=1e-9)
+    draws = pm.draw(m["cutpoints"], draws=500, random_seed=2)
+    assert (np.diff(draws, axis=1) > 0).all()
+
+
 def test_shrinkage_model_uses_kmp_patients_and_matches_scipy():
     m = build_shrinkage_model(IPD)
     kmp = IPD[IPD["kmp"] == 1].reset_index(drop=True)

@@ -28,8 +28,9 @@ gives the levels.
 
 Default priors: Gaussian ``visit_effect ~ Normal(5, 5)`` (scores live on 0-10),
 ``sigma ~ HalfNormal(2)``, ``patient_sd ~ HalfNormal(2)``, ``center_sd ~ HalfNormal(1)``;
-ordinal ``visit_effect ~ Normal(0, 3)`` on the log-odds scale, cutpoints
-``Normal(linspace(-4, 4, 10), 2)`` ordered, ``patient_sd ~ HalfNormal(2)``,
+ordinal ``visit_effect ~ Normal(0, 3)`` on the log-odds scale, cutpoints induced by
+``baseline_category_probability ~ Dirichlet(1, ..., 1)`` (the score distribution of a typical
+patient at baseline; ``cutpoints[k] = logit P(score <= k)``), ``patient_sd ~ HalfNormal(2)``,
 ``center_sd ~ HalfNormal(1)``.
 """
 
@@ -41,7 +42,7 @@ import numpy as np
 import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, PositiveFloat
 
 from khe_bayes.hierarchical.common import center_effects, center_index, long_format
 from khe_bayes.priors import Prior, prior
@@ -56,7 +57,7 @@ class SeverityPriors(BaseModel):
     gaussian_visit_effect: Prior = prior("Normal", mu=5.0, sigma=5.0)
     sigma: Prior = prior("HalfNormal", sigma=2.0)
     ordinal_visit_effect: Prior = prior("Normal", mu=0.0, sigma=3.0)
-    cutpoint_sd: float = 2.0
+    baseline_category_concentration: PositiveFloat = 1.0
     patient_sd: Prior = prior("HalfNormal", sigma=2.0)
     center_sd: Prior = prior("HalfNormal", sigma=1.0)
 
@@ -88,7 +89,8 @@ def build_severity_model(
         p_idx = pm.Data("obs_patient", long["patient"].to_numpy())
         v_idx = pm.Data("obs_visit", long["visit"].to_numpy())
         obs_center = pm.Data("obs_center", center[long["patient"].to_numpy()])
-        observed = pm.Data("score_observed", long["score"].to_numpy().astype(int))
+        score_dtype = "float64" if kind == "gaussian" else "int64"
+        observed = pm.Data("score_observed", long["score"].to_numpy().astype(score_dtype))
         center_effect = center_effects(priors.center_sd)
         patient_sd = priors.patient_sd.create("patient_sd")
         if kind == "gaussian":
@@ -104,7 +106,7 @@ def build_severity_model(
                 n_obs,
                 logp=_random_intercept_logp,
                 random=_random_intercept_draw,
-                observed=observed.astype("float64"),
+                observed=observed,
                 dims="obs",
             )
             expected = pm.Deterministic("expected_score", visit_effect, dims="visit")
@@ -118,13 +120,19 @@ def build_severity_model(
                 "visit_effect", pt.concatenate([pt.zeros(1), follow_up]), dims="visit"
             )
             eta = visit_effect[v_idx] + patient_effect[p_idx] + center_effect[obs_center]
-            cutpoints = pm.Normal(
-                "cutpoints",
-                mu=np.linspace(-4, 4, N_CATEGORIES - 1),
-                sigma=priors.cutpoint_sd,
-                transform=pm.distributions.transforms.ordered,
-                shape=N_CATEGORIES - 1,
+            # Cutpoints induced by a Dirichlet on the score distribution of a typical patient at
+            # baseline (eta = 0): cutpoint k = logit P(score <= k). Unlike iid normals with an
+            # ordered transform, this prior's forward draws follow its density, so prior
+            # predictive draws (and SBC) see the prior the sampler uses.
+            baseline_probability = pm.Dirichlet(
+                "baseline_category_probability",
+                a=np.full(N_CATEGORIES, priors.baseline_category_concentration),
+                dims="category",
             )
+            below = pt.cumsum(baseline_probability)[:-1]
+            # 1 - below, summed from the top so the upper cutpoints keep their precision
+            above = pt.cumsum(baseline_probability[::-1])[::-1][1:]
+            cutpoints = pm.Deterministic("cutpoints", pt.log(below) - pt.log(above))
             pm.OrderedLogistic("score", eta=eta, cutpoints=cutpoints, observed=observed, dims="obs")
             cdf = pm.math.invlogit(cutpoints[None, :] - visit_effect[:, None])  # P(Y <= k)
             upper = pt.concatenate([cdf, pt.ones((3, 1))], axis=1)

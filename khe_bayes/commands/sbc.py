@@ -1,0 +1,95 @@
+"""``khe-bayes sbc SPEC.toml --replications N --out DIR``: simulation-based calibration of a
+spec's model on Dask (resumable through ``--store``)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from khe_bayes.commands.reanalyze import EXIT_STRICT
+from khe_bayes.errors import InputError
+from khe_bayes.families import load_spec
+from khe_bayes.manifest import sha256_file
+from khe_bayes.outputs import check_can_write, staged_directory, write_json
+from khe_bayes.plots import rank_histograms
+from khe_bayes.reanalysis import stderr_progress
+from khe_bayes.sampling import SamplerSettings
+from khe_bayes.sbc import SBC_SAMPLER, collect, sbc_tasks, uniformity
+from khe_bayes.sweep import run_sweep
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "sbc",
+        help="simulation-based calibration of a model spec, on Dask",
+        description="Simulate N datasets from the prior predictive of SPEC's model (on SPEC's "
+        "data design), fit each, and test whether the ranks of the true values are uniform. "
+        "Writes ranks.csv, uniformity.csv, diagnostics.csv, rank_histograms.png and "
+        f"manifest.json to --out. Exit {EXIT_STRICT} if some parameter fails the uniformity "
+        "rule. Each replication's result is kept in --store, so an interrupted run resumes.",
+    )
+    p.add_argument("spec", type=Path)
+    p.add_argument("--out", required=True)
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--replications", type=int, default=200)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--draws", type=int, default=SBC_SAMPLER.draws, help="draws per chain")
+    p.add_argument("--tune", type=int, default=SBC_SAMPLER.tune)
+    p.add_argument("--chains", type=int, default=SBC_SAMPLER.chains)
+    p.add_argument("--bins", type=int, default=10, help="rank histogram bins for the test")
+    p.add_argument("--alpha", type=float, default=0.01, help="family-wise level of the test")
+    p.add_argument("--store", type=Path, help="task results (default: <out>.tasks beside --out)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, default=1, help="local Dask worker processes")
+    where.add_argument("--scheduler", help="an existing Dask scheduler, tcp://HOST:PORT")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    check_can_write(out, args.overwrite)
+    load_spec(args.spec)  # a bad spec fails here, before any work
+    if args.replications < 2 or args.bins < 2 or args.workers < 1:
+        raise InputError("--replications and --bins must be at least 2, --workers at least 1")
+    try:
+        settings = SBC_SAMPLER.model_copy(
+            update={"draws": args.draws, "tune": args.tune, "chains": args.chains}
+        )
+        SamplerSettings.model_validate(settings.model_dump())
+    except ValueError as exc:
+        raise InputError(f"sampler settings: {exc}".splitlines()[0]) from None
+    store = args.store or out.parent / f"{out.name}.tasks"
+    tasks = sbc_tasks(args.spec, args.replications, seed=args.seed, settings=settings)
+    results = run_sweep(
+        tasks, store, workers=args.workers, scheduler=args.scheduler, progress=stderr_progress
+    )
+    ranks, diags = collect(results)
+    test = uniformity(ranks, n_ranks=100, bins=args.bins, alpha=args.alpha)
+    with staged_directory(out, overwrite=args.overwrite) as stage:
+        ranks.to_csv(stage / "ranks.csv", index=False)
+        test.to_csv(stage / "uniformity.csv", index=False)
+        diags.to_csv(stage / "diagnostics.csv", index=False)
+        rank_histograms(ranks, 100, args.bins, stage / "rank_histograms.png")
+        write_json(
+            stage / "manifest.json",
+            {
+                "spec": str(args.spec),
+                "spec_sha256": sha256_file(args.spec),
+                "replications": args.replications,
+                "seed": args.seed,
+                "sampler": settings.model_dump(),
+                "bins": args.bins,
+                "alpha": args.alpha,
+                "rule": "every parameter's chi-square p-value >= alpha / number of parameters",
+                "passed": bool(test["uniform"].all()),
+            },
+        )
+    failed = test.loc[~test["uniform"], "parameter"].tolist()
+    divergent = int((diags["divergences"] > 0).sum())
+    print(
+        f"SBC {'passed' if not failed else 'FAILED for ' + ', '.join(failed)}: "
+        f"{len(test)} parameters, {args.replications} replications, smallest p = "
+        f"{test['p_value'].min():.3g} (threshold {test['threshold'].iloc[0]:.3g}); "
+        f"{divergent} replications had divergences; results in {out}"
+    )
+    return EXIT_STRICT if failed else 0
