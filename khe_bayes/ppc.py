@@ -67,7 +67,7 @@ class ReportedStatistic:
     estimate: float | None
     lower: float | None = None
     upper: float | None = None
-    decimals: int = 0
+    decimals: int | None = 0
     p_relation: str | None = None
     p_bound: float | None = None
     quote: str = ""

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import special, stats
 
@@ -182,8 +183,11 @@ def test_fit_cli_end_to_end_and_rebuild(tmp_path):
         "summary.csv",
         "posterior.nc",
         "thresholds.csv",
+        "ppc_reported.csv",
         "manifest.json",
     }
+    ppc = pd.read_csv(out / "ppc_reported.csv")  # the spec's [[reported]] BDA3 pooled estimate
+    assert list(ppc["statistic"]) == ["pooled_effect"] and ppc["n_replications"].iloc[0] == 600
     summary = (out / "summary.csv").read_text().splitlines()
     assert summary[0].startswith("quantity,description,mean,sd,hdi_2.5%")
     assert [line.split(",")[0] for line in summary[1:3]] == ["mu", "tau"]

@@ -15,6 +15,7 @@ from khe_bayes.families import FAMILIES, Family, load_spec
 from khe_bayes.manifest import build_manifest, sha256_file
 from khe_bayes.outputs import check_can_write, staged_directory, write_json
 from khe_bayes.sampling import SamplerSettings, fit
+from khe_bayes.spec_ppc import TESTS, check_reported
 from khe_bayes.summary import diagnostics, summarize, threshold_probabilities
 
 
@@ -23,7 +24,8 @@ def register(sub) -> None:
         "fit",
         help="fit one model spec (models/*.toml)",
         description="Validate SPEC strictly, fit it, and write summary.csv, posterior.nc "
-        "(with the spec in its attrs), thresholds.csv and manifest.json to --out.",
+        "(with the spec in its attrs), thresholds.csv, ppc_reported.csv (when the spec lists "
+        "[[reported]] results) and manifest.json to --out.",
     )
     p.add_argument("spec", type=Path, help="a spec TOML, e.g. models/normal_eight_schools.toml")
     p.add_argument("--out", required=True, help="output directory")
@@ -48,44 +50,70 @@ def sampler_settings(spec, args: argparse.Namespace) -> SamplerSettings:
         raise InputError(f"sampler settings: {exc}".splitlines()[0]) from None
 
 
-def check_thresholds(spec, model: pm.Model, spec_path: Path) -> None:
-    """Each ``[[thresholds]]`` quantity must name a scalar variable of the model, or one element
-    (``name[label]``) of a variable with one labelled dimension, as ``select_draws`` reads it."""
+def check_quantity(model: pm.Model, quantity: str, spec_path: Path, key: str) -> None:
+    """``quantity`` must name a scalar variable of the model, or one element (``name[label]``)
+    of a variable with one labelled dimension, as ``select_draws`` reads it."""
     posterior_vars = {v.name for v in (*model.free_RVs, *model.deterministics)}
+    name, _, label = quantity.partition("[")
+    if name not in posterior_vars:
+        known = sorted(posterior_vars)
+        raise InputError(
+            f"{quantity!r}: the model has no variable {name!r}; it has {known}",
+            file=spec_path,
+            key=key,
+        )
+    dims = model.named_vars_to_dims.get(name) or ()
+    if not label:
+        if model[name].type.ndim != 0:
+            raise InputError(
+                f"{quantity!r} has dimension(s) {list(dims)}; name one element, e.g. {name}[label]",
+                file=spec_path,
+                key=key,
+            )
+        return
+    label = label.removesuffix("]")
+    if len(dims) != 1:
+        raise InputError(
+            f"{quantity!r}: {name} has dimension(s) {list(dims)}, not one labelled dimension",
+            file=spec_path,
+            key=key,
+        )
+    labels = list(model.coords[dims[0]])
+    if label not in labels:
+        raise InputError(
+            f"{quantity!r}: {label!r} is not a {dims[0]} label; labels: {labels}",
+            file=spec_path,
+            key=key,
+        )
+
+
+def check_spec_against_model(spec, family: Family, model: pm.Model, spec_path: Path) -> None:
+    """Every ``[[thresholds]]`` and ``[[reported]]`` entry must make sense for this model, so a
+    misspelt quantity or test fails before sampling, not after."""
     for i, t in enumerate(spec.thresholds):
-        key = f"thresholds[{i + 1}].quantity"
-        name, _, label = t.quantity.partition("[")
-        if name not in posterior_vars:
-            known = sorted(posterior_vars)
+        check_quantity(model, t.quantity, spec_path, f"thresholds[{i + 1}].quantity")
+    tests = TESTS.get(family.name, {})
+    for i, entry in enumerate(spec.reported):
+        if not tests:
             raise InputError(
-                f"{t.quantity!r}: the model has no variable {name!r}; it has {known}",
+                f"the {family.name} family has no tests for [[reported]] entries (binomial and "
+                "normal have; the KHE statistics are checked by khe-bayes reanalyze)",
                 file=spec_path,
-                key=key,
+                key=f"reported[{i + 1}]",
             )
-        dims = model.named_vars_to_dims.get(name) or ()
-        if not label:
-            if model[name].type.ndim != 0:
-                raise InputError(
-                    f"{t.quantity!r} has dimension(s) {list(dims)}; name one element, "
-                    f"e.g. {name}[label]",
-                    file=spec_path,
-                    key=key,
-                )
-            continue
-        label = label.removesuffix("]")
-        if len(dims) != 1:
+        if entry.test not in tests:
             raise InputError(
-                f"{t.quantity!r}: {name} has dimension(s) {list(dims)}, not one labelled dimension",
+                f"unknown test {entry.test!r} for the {family.name} family; known: {sorted(tests)}",
                 file=spec_path,
-                key=key,
+                key=f"reported[{i + 1}].test",
             )
-        labels = list(model.coords[dims[0]])
-        if label not in labels:
+        if entry.test == "risk_difference_wald" and "treated" not in model.named_vars:
             raise InputError(
-                f"{t.quantity!r}: {label!r} is not a {dims[0]} label; labels: {labels}",
+                "risk_difference_wald needs an arm column in the data",
                 file=spec_path,
-                key=key,
+                key=f"reported[{i + 1}].test",
             )
+        check_quantity(model, entry.quantity, spec_path, f"reported[{i + 1}].quantity")
 
 
 def rebuild_from_idata(idata: az.InferenceData, spec_dir: Path) -> pm.Model:
@@ -102,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
     spec_dir = args.spec.resolve().parent
     data = family.load_data(spec, spec_dir)
     model = family.build(spec, data)
-    check_thresholds(spec, model, args.spec)  # a misspelt quantity fails here, not after sampling
+    check_spec_against_model(spec, family, model, args.spec)
     settings = sampler_settings(spec, args)
     idata = fit(
         model,
@@ -124,6 +152,10 @@ def run(args: argparse.Namespace) -> int:
                 stage / "thresholds.csv", index=False, float_format="%.6g"
             )
             outputs.append("thresholds.csv")
+        if spec.reported:
+            ppc = check_reported(spec, family.name, data, idata)
+            ppc.to_csv(stage / "ppc_reported.csv", index=False, float_format="%.6g")
+            outputs.append("ppc_reported.csv")
         manifest = build_manifest(
             command="fit",
             settings={"sampler": settings.model_dump(), "family": family.name},
@@ -133,6 +165,9 @@ def run(args: argparse.Namespace) -> int:
         manifest["diagnostics"] = diag
         write_json(stage / "manifest.json", manifest)
     print(summary.drop(columns=["description"]).to_string(float_format=lambda x: f"{x:.3f}"))
+    if spec.reported:
+        for _, row in ppc.iterrows():
+            print(f"reported {row['statistic']} ({row['test']}): {row['verdict']}")
     if not diag["ok"]:
         print(f"khe-bayes: warning: poor convergence: {diag['problems']}")
         if args.strict:

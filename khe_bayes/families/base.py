@@ -28,6 +28,9 @@ class ReportedStatisticSpec(BaseModel):
     upper: float | None = None
     p_relation: Literal["<", ">", "<=", ">="] | None = None
     p_bound: float | None = Field(default=None, gt=0, lt=1)
+    decimals: int | None = Field(
+        default=None, ge=0, description="decimals printed; replications are rounded alike"
+    )
     quote: str = ""
 
     @model_validator(mode="after")
