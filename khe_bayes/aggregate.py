@@ -144,7 +144,8 @@ def build_proportion_model(data: list[ProportionData], priors: ProportionPriors)
         for i, d in enumerate(data):
             if d.is_single_count:
                 ((k, n),) = d.counts
-                pm.Binomial(f"events_{d.name}", n=n, p=rate[i], observed=k)
+                observed = pm.Data(f"events_observed_{d.name}", np.int64(k))
+                pm.Binomial(f"events_{d.name}", n=n, p=rate[i], observed=observed)
             else:
                 ks = np.array([k for k, _ in d.counts])
                 ns = np.array([n for _, n in d.counts])

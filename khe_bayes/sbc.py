@@ -40,6 +40,11 @@ SBC_SAMPLER = SamplerSettings(
 
 def observed_data_names(model: pm.Model) -> dict[str, str]:
     """Observed random variable -> name of the ``pm.Data`` container its values come from."""
+    if model.potentials:
+        raise ValueError(
+            "SBC needs a generative model; this one has Potential terms "
+            f"({', '.join(v.name for v in model.potentials)}) that cannot be simulated"
+        )
     names = {}
     data = set(model.data_vars)
     for rv in model.observed_RVs:
@@ -123,6 +128,8 @@ def uniformity(
     ranks: pd.DataFrame, n_ranks: int, bins: int = 10, alpha: float = 0.01
 ) -> pd.DataFrame:
     """Chi-square test of uniform ranks per parameter, with the Bonferroni pass rule."""
+    if n_ranks % bins:
+        raise ValueError(f"bins ({bins}) must divide the number of possible ranks ({n_ranks})")
     rows = []
     n_params = ranks["parameter"].nunique()
     for name, group in ranks.groupby("parameter", sort=False):

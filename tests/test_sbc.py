@@ -20,6 +20,7 @@ from khe_bayes.sweep import Task, run_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 SBC_SPECS = [
+    "aggregate_proportions.toml",
     "binomial_example.toml",
     "normal_eight_schools.toml",
     "khe_response.toml",
@@ -74,6 +75,21 @@ def test_small_sbc_passes(name):
     assert test["uniform"].all(), test.loc[~test["uniform"]].to_string()
 
 
+def test_sbc_refuses_a_model_with_potentials():
+    """Under an interpretation with several candidate counts the aggregate model's likelihood
+    is a Potential, which prior predictive sampling cannot simulate: SBC must refuse, not rank
+    a posterior that ignores the simulated data."""
+    import pymc as pm
+
+    from khe_bayes.aggregate import ProportionData, ProportionPriors, build_proportion_model
+
+    data = [ProportionData("r", "", "e", counts=((49, 52), (50, 52)))]
+    model = build_proportion_model(data, ProportionPriors(rate=prior("Beta", alpha=1, beta=1)))
+    assert isinstance(model, pm.Model)
+    with pytest.raises(ValueError, match="Potential"):
+        observed_data_names(model)
+
+
 def test_sbc_flags_a_model_fitted_with_the_wrong_prior():
     """Simulate from mu ~ Normal(0, 20) but fit with mu ~ Normal(30, 1): the true mu falls
     outside nearly every posterior, so its ranks pile up at the ends and the test must fail."""
@@ -115,3 +131,39 @@ def test_interrupted_sweep_resumes_without_redoing_finished_tasks(tmp_path):
     assert [results[f"t{x}"]["square"] for x in range(6)] == [x * x for x in range(6)]
     assert json.loads((store / "t3.json").read_text()) == {"x": 3, "square": 9}
     assert len(first_runs) >= 1
+
+
+def test_sbc_command_end_to_end_and_rerun_from_its_store(tmp_path, capsys):
+    from khe_bayes.cli import main
+
+    spec, out = str(REPO / "models" / "normal_eight_schools.toml"), tmp_path / "sbc"
+    args = ["sbc", spec, "--out", str(out), "--replications", "10", "--bins", "2"]
+    args += ["--draws", "200", "--tune", "300", "--seed", "4"]
+    assert main(args) == 0
+    assert {p.name for p in out.iterdir()} == {
+        "ranks.csv",
+        "uniformity.csv",
+        "diagnostics.csv",
+        "rank_histograms.png",
+        "manifest.json",
+    }
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["passed"] and manifest["replications"] == 10
+    ranks = pd.read_csv(out / "ranks.csv")
+    assert (
+        set(ranks["parameter"]) >= {"mu", "tau", "theta[0]"} and ranks["rank"].between(0, 99).all()
+    )
+    assert main(args) == 2  # the result exists: refused without --overwrite
+    capsys.readouterr()
+    assert main([*args, "--overwrite"]) == 0  # every replication comes from the store
+    assert "10 of 10 tasks already done" in capsys.readouterr().err
+    assert pd.read_csv(out / "ranks.csv").equals(ranks)
+
+
+def test_sbc_command_rejects_bins_that_do_not_divide_the_ranks(tmp_path, capsys):
+    from khe_bayes.cli import main
+
+    spec = str(REPO / "models" / "normal_eight_schools.toml")
+    assert main(["sbc", spec, "--out", str(tmp_path / "o"), "--bins", "3"]) == 2
+    assert "--bins must divide 100" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

@@ -49,8 +49,10 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     check_can_write(out, args.overwrite)
     load_spec(args.spec)  # a bad spec fails here, before any work
-    if args.replications < 2 or args.bins < 2 or args.workers < 1:
-        raise InputError("--replications and --bins must be at least 2, --workers at least 1")
+    if args.replications < 2 or args.workers < 1:
+        raise InputError("--replications must be at least 2, --workers at least 1")
+    if args.bins < 2 or 100 % args.bins:
+        raise InputError("--bins must divide 100 (the possible ranks 0..99): 2, 4, 5, 10, 20, ...")
     try:
         settings = SBC_SAMPLER.model_copy(
             update={"draws": args.draws, "tune": args.tune, "chains": args.chains}
