@@ -34,7 +34,7 @@ from khe_bayes.reconstruct import ReconstructionSettings, reconstruct_datasets
 from khe_bayes.report import Figure, render_html, render_markdown
 from khe_bayes.report_sections import build_sections, manifest_section
 from khe_bayes.sampling import SamplerSettings
-from khe_bayes.sensitivity import leave_one_center_out, prior_grid
+from khe_bayes.sensitivity import SweepOptions, leave_one_center_out, prior_grid
 from khe_bayes.summary import diagnostics
 from khe_bayes.tomlio import load_toml_model
 
@@ -64,6 +64,7 @@ class ReanalysisSettings:
     ppc_draws_per_dataset: int = 100
     min_draws_per_dataset: int = 2000
     sensitivity: bool = True
+    sweep: SweepOptions = field(default_factory=SweepOptions)  # where sensitivity refits run
 
     def ipd_sampler(self) -> SamplerSettings:
         m = 1 if self.ipd_file else self.datasets
@@ -130,8 +131,8 @@ def run_reanalysis(
     if settings.sensitivity:
         sens = settings.ipd_sampler()
         sens = sens.model_copy(update={"draws": min(sens.draws, 1000), "chains": 2})
-        grid = prior_grid(datasets[0], sens, progress=progress)
-        loco = leave_one_center_out(datasets[0], sens, progress=progress)
+        grid = prior_grid(datasets[0], sens, progress=progress, options=settings.sweep)
+        loco = leave_one_center_out(datasets[0], sens, progress=progress, options=settings.sweep)
     progress("posterior-predictive checks against the reported statistics")
     ppc, replications = posterior_predictive_checks(evidence, aggregate, ipd, settings)
     diag = pd.concat(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import sys
 import warnings
@@ -95,6 +96,8 @@ def _fit_nutpie(model: pm.Model, settings: SamplerSettings, label: Hashable | No
 
 def _fit_pymc(model: pm.Model, settings: SamplerSettings) -> az.InferenceData:
     cores = settings.cores or min(settings.chains, os.cpu_count() or 1)
+    if multiprocessing.current_process().daemon:  # e.g. a Dask worker: may not start processes
+        cores = 1  # same draws: PyMC seeds each chain alike whether sequential or parallel
     with model, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*chains for robust computation.*")
         return pm.sample(

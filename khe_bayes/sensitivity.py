@@ -7,12 +7,18 @@ combination is refitted on the first dataset and the headline quantity summarize
 Leave-one-center-out: each center's patients are dropped in turn and the model refitted; the
 change in the posterior mean is reported in absolute terms and in units of the full-data
 posterior SD.
+
+Every refit is one task (:func:`grid_cell`, :func:`loco_cell`), run in this process or, with
+:class:`SweepOptions`, on Dask distributed with each result stored (resumable). Seeds are
+derived from the cell, not the order, so both ways give the same numbers.
 """
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import arviz as az
 import numpy as np
@@ -28,6 +34,7 @@ from khe_bayes.hierarchical import (
 from khe_bayes.priors import Prior, prior
 from khe_bayes.sampling import SamplerSettings, derive_seed, fit, with_seed
 from khe_bayes.summary import HDI_PROB, select_draws
+from khe_bayes.sweep import Task, run_sweep
 
 
 @dataclass(frozen=True)
@@ -95,40 +102,117 @@ def _row(draws: np.ndarray, threshold: float) -> dict:
     }
 
 
+@dataclass(frozen=True)
+class SweepOptions:
+    """Where refits run: in this process (``workers=None``, the default), or as tasks on Dask
+    (``workers=N`` local processes, or ``scheduler``), each finished refit stored in ``store``
+    so an interrupted sweep resumes (khe_bayes.sweep)."""
+
+    workers: int | None = None
+    scheduler: str | None = None
+    store: Path | None = None
+
+    @property
+    def on_dask(self) -> bool:
+        return self.workers is not None or self.scheduler is not None
+
+
+def grid_cell(
+    t: SensitivityTarget,
+    data: pd.DataFrame,
+    effect_label: str,
+    sd_label: str,
+    settings: SamplerSettings,
+) -> dict:
+    """One refit of the prior grid: the target's headline quantity under one prior pair."""
+    effect_prior, sd_prior = t.effect_priors[effect_label], t.center_sd_priors[sd_label]
+    priors = t.default_priors.model_copy(
+        update={t.effect_field: effect_prior, "center_sd": sd_prior}
+    )
+    run = with_seed(settings, derive_seed(settings.seed, t.model, effect_label, sd_label))
+    idata = fit(
+        t.build(data, priors), run, compiled_as=("prior_grid", t.model, effect_label, sd_label)
+    )
+    return {
+        "model": t.model,
+        "quantity": t.quantity,
+        "effect_prior": f"{effect_label}: {effect_prior.label()}",
+        "center_sd_prior": f"{sd_label}: {sd_prior.label()}",
+        **_row(select_draws(idata, t.quantity), t.threshold),
+        "divergences": int(idata.sample_stats["diverging"].sum()),
+    }
+
+
+def loco_cell(
+    t: SensitivityTarget, data: pd.DataFrame, center: str | None, settings: SamplerSettings
+) -> dict:
+    """One leave-one-center-out refit (``center=None``: the full-data fit), as posterior mean
+    and SD of the headline quantity plus the summary row."""
+    label = ("default_priors", t.model)
+    if center is None:
+        draws = select_draws(
+            fit(t.build(data, t.default_priors), settings, compiled_as=label), t.quantity
+        )
+        return {"mean": float(draws.mean()), "sd": float(draws.std())}
+    subset = data[data["center"].astype(str) != center].reset_index(drop=True)
+    run = with_seed(settings, derive_seed(settings.seed, t.model, "loco", center))
+    try:
+        draws = select_draws(
+            fit(t.build(subset, t.default_priors), run, compiled_as=label), t.quantity
+        )
+    except ValueError as exc:  # e.g. too few KMP patients left
+        return {"model": t.model, "quantity": t.quantity, "left_out": center, "note": str(exc)}
+    return {
+        "model": t.model,
+        "quantity": t.quantity,
+        "left_out": center,
+        "n_left_out": int((data["center"].astype(str) == center).sum()),
+        **_row(draws, t.threshold),
+        "note": "",
+    }
+
+
+def _run(tasks: list[Task], options: SweepOptions, progress: Callable[[str], None]) -> dict:
+    if not options.on_dask:
+        results = {}
+        for task in tasks:
+            progress(task.key.replace("__", ", "))
+            results[task.key] = task.fn(*task.args)
+        return results
+    if options.store is not None:
+        return run_sweep(
+            tasks,
+            options.store,
+            workers=options.workers or 1,
+            scheduler=options.scheduler,
+            progress=progress,
+        )
+    with tempfile.TemporaryDirectory(prefix="khe-sweep-") as store:
+        return run_sweep(
+            tasks,
+            store,
+            workers=options.workers or 1,
+            scheduler=options.scheduler,
+            progress=progress,
+        )
+
+
 def prior_grid(
     data: pd.DataFrame,
     settings: SamplerSettings,
     targets: tuple[SensitivityTarget, ...] = TARGETS,
     progress: Callable[[str], None] = lambda _m: None,
+    options: SweepOptions = SweepOptions(),
 ) -> pd.DataFrame:
     """Headline quantity of each target under every (effect prior, center-SD prior) pair."""
-    rows = []
-    for t in targets:
-        for effect_label, effect_prior in t.effect_priors.items():
-            for sd_label, sd_prior in t.center_sd_priors.items():
-                progress(f"prior sensitivity: {t.model}, {effect_label} x {sd_label}")
-                priors = t.default_priors.model_copy(
-                    update={t.effect_field: effect_prior, "center_sd": sd_prior}
-                )
-                run = with_seed(
-                    settings, derive_seed(settings.seed, t.model, effect_label, sd_label)
-                )
-                idata = fit(
-                    t.build(data, priors),
-                    run,
-                    compiled_as=("prior_grid", t.model, effect_label, sd_label),
-                )
-                rows.append(
-                    {
-                        "model": t.model,
-                        "quantity": t.quantity,
-                        "effect_prior": f"{effect_label}: {effect_prior.label()}",
-                        "center_sd_prior": f"{sd_label}: {sd_prior.label()}",
-                        **_row(select_draws(idata, t.quantity), t.threshold),
-                        "divergences": int(idata.sample_stats["diverging"].sum()),
-                    }
-                )
-    return pd.DataFrame(rows)
+    tasks = [
+        Task(f"prior_grid__{t.model}__{e}__{sd}", grid_cell, (t, data, e, sd, settings))
+        for t in targets
+        for e in t.effect_priors
+        for sd in t.center_sd_priors
+    ]
+    results = _run(tasks, options, progress)
+    return pd.DataFrame([results[task.key] for task in tasks])
 
 
 def leave_one_center_out(
@@ -136,37 +220,44 @@ def leave_one_center_out(
     settings: SamplerSettings,
     targets: tuple[SensitivityTarget, ...] = TARGETS,
     progress: Callable[[str], None] = lambda _m: None,
+    options: SweepOptions = SweepOptions(),
 ) -> pd.DataFrame:
-    """Refit without each center; report the shift of the headline posterior mean."""
+    """Refit without each center; report the shift of the headline posterior mean, in absolute
+    terms and in units of the full-data posterior SD."""
+    centers = sorted(data["center"].astype(str).unique())
+    tasks = []
+    for t in targets:
+        tasks.append(Task(f"loco__{t.model}__all_centers", loco_cell, (t, data, None, settings)))
+        tasks += [
+            Task(f"loco__{t.model}__without_{i}", loco_cell, (t, data, c, settings))
+            for i, c in enumerate(centers)
+        ]
+    results = _run(tasks, options, progress)
     rows = []
     for t in targets:
-        label = ("default_priors", t.model)
-        full = select_draws(
-            fit(t.build(data, t.default_priors), settings, compiled_as=label), t.quantity
-        )
-        for center in sorted(data["center"].astype(str).unique()):
-            progress(f"leave-one-center-out: {t.model}, without {center}")
-            subset = data[data["center"].astype(str) != center].reset_index(drop=True)
-            run = with_seed(settings, derive_seed(settings.seed, t.model, "loco", center))
-            try:
-                model = t.build(subset, t.default_priors)
-                draws = select_draws(fit(model, run, compiled_as=label), t.quantity)
-            except ValueError as exc:  # e.g. too few KMP patients left
-                rows.append(
-                    {"model": t.model, "quantity": t.quantity, "left_out": center, "note": str(exc)}
-                )
-                continue
-            rows.append(
-                {
-                    "model": t.model,
-                    "quantity": t.quantity,
-                    "left_out": center,
-                    "n_left_out": int((data["center"].astype(str) == center).sum()),
-                    "full_mean": float(full.mean()),
-                    **_row(draws, t.threshold),
-                    "shift": float(draws.mean() - full.mean()),
-                    "shift_in_full_sd": float((draws.mean() - full.mean()) / full.std()),
-                    "note": "",
-                }
-            )
-    return pd.DataFrame(rows)
+        full = results[f"loco__{t.model}__all_centers"]
+        for i in range(len(centers)):
+            row = dict(results[f"loco__{t.model}__without_{i}"])
+            if "mean" in row:
+                row["full_mean"] = full["mean"]
+                row["shift"] = row["mean"] - full["mean"]
+                row["shift_in_full_sd"] = row["shift"] / full["sd"]
+            rows.append(row)
+    columns = [
+        "model",
+        "quantity",
+        "left_out",
+        "n_left_out",
+        "full_mean",
+        "mean",
+        "sd",
+        "hdi_2.5%",
+        "hdi_97.5%",
+        "p_gt_0",
+        "threshold",
+        "p_gt_threshold",
+        "shift",
+        "shift_in_full_sd",
+        "note",
+    ]
+    return pd.DataFrame(rows).reindex(columns=columns)

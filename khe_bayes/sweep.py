@@ -1,9 +1,10 @@
 """Sweeps as tasks on Dask distributed, resumable.
 
-A sweep is a list of independent :class:`Task` s (one SBC replication, one reconstructed dataset,
-...). Each task is a plain top-level function and JSON-serializable arguments, so any Dask
-worker can run it; each worker process keeps its own compiled models (compiled.process_cache),
-so a model is compiled once per worker, not once per task.
+A sweep is a list of independent :class:`Task` s (one SBC replication, one prior-grid or
+leave-one-center-out refit, ...). Each task is a plain function and picklable arguments (Dask
+sends them with cloudpickle) returning a JSON-ready dict, so any Dask worker can run it. Each
+worker process keeps its own compiled models (compiled.process_cache), so a model is compiled
+once per worker, not once per task.
 
 Every finished task's result is written to ``store/<key>.json`` (atomically: temporary file,
 then rename). Running the same sweep again skips the keys already in the store, so an
@@ -64,6 +65,7 @@ def run_sweep(
     progress: Callable[[str], None] = lambda _m: None,
 ) -> dict[str, dict]:
     """Run the tasks not yet in ``store`` on Dask; return every task's result by key."""
+    import dask
     from dask.distributed import Client, LocalCluster, as_completed
 
     store = Path(store)
@@ -79,13 +81,15 @@ def run_sweep(
     if scheduler:
         cluster, client = None, Client(scheduler)
     else:
-        cluster = LocalCluster(
-            n_workers=workers,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-            silence_logs=40,
-        )
+        # non-daemonic workers, so a task may run PyMC's multiprocess chains
+        with dask.config.set({"distributed.worker.daemon": False}):
+            cluster = LocalCluster(
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                silence_logs=40,
+            )
         client = Client(cluster)
     started, done = time.time(), 0
     try:

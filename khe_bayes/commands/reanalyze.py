@@ -12,6 +12,7 @@ from khe_bayes.outputs import check_can_write
 from khe_bayes.reanalysis import REPO_MODELS, ReanalysisSettings, run_reanalysis
 from khe_bayes.reconstruct import ReconstructionSettings
 from khe_bayes.sampling import SamplerSettings
+from khe_bayes.sensitivity import SweepOptions
 
 EXIT_STRICT = 3
 
@@ -92,6 +93,20 @@ def register(sub) -> None:
         default=True,
         help="prior grid and leave-one-center-out refits (default on; --no-sensitivity skips)",
     )
+    where = p.add_mutually_exclusive_group()
+    where.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="run the sensitivity refits as tasks on a local Dask cluster of N processes",
+    )
+    where.add_argument("--scheduler", help="... or on an existing Dask cluster, tcp://HOST:PORT")
+    p.add_argument(
+        "--store",
+        type=Path,
+        default=None,
+        help="keep each finished sensitivity refit here, so a rerun resumes (with Dask)",
+    )
     add_center_arguments(p)
     add_sampler_arguments(p)
     p.set_defaults(func=run)
@@ -100,6 +115,10 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.datasets < 1:
         raise InputError("--datasets must be at least 1")
+    if args.workers is not None and args.workers < 1:
+        raise InputError("--workers must be at least 1")
+    if args.store is not None and args.workers is None and args.scheduler is None:
+        raise InputError("--store needs --workers or --scheduler (it stores Dask task results)")
     check_can_write(Path(args.out), args.overwrite)
     if args.ipd is not None:
         load_ipd(args.ipd)  # bad IPD: one error line, before any progress output or sampling
@@ -111,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
         datasets=args.datasets,
         ipd_file=args.ipd,
         sensitivity=args.sensitivity,
+        sweep=SweepOptions(workers=args.workers, scheduler=args.scheduler, store=args.store),
         reconstruction=ReconstructionSettings(
             centers=center_settings(args), severity_interpretation=args.severity_interpretation
         ),
