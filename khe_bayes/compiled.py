@@ -38,10 +38,6 @@ def structure_key(model: pm.Model) -> str:
     return json.dumps([coords, shapes], sort_keys=True)
 
 
-def observed_names(model: pm.Model) -> list[str]:
-    return [rv.name for rv in model.observed_RVs]
-
-
 class CompiledSampler:
     """A nutpie-compiled model that samples any dataset of the same structure."""
 
