@@ -33,6 +33,7 @@ from khe_bayes.sampling import SamplerSettings, derive_seed, with_seed
 from khe_bayes.summary import diagnostics
 from khe_bayes.sweep import Task, jsonable
 
+N_RANKS = 100  # ranks 0..99: the truth among 99 evenly thinned posterior draws
 SBC_SAMPLER = SamplerSettings(
     draws=500, tune=500, chains=2, target_accept=0.95, backend="nutpie", cores=1
 )
@@ -107,6 +108,8 @@ def fit_one(
     for name, truth in sim.truth.items():
         draws = idata.posterior[name].stack(sample=("chain", "draw")).transpose("sample", ...)
         draws = draws.values
+        if len(draws) < n_ranks - 1:  # repeated draws would leave gaps in the ranks
+            raise ValueError(f"{len(draws)} posterior draws; SBC needs at least {n_ranks - 1}")
         keep = np.linspace(0, len(draws) - 1, n_ranks - 1).round().astype(int)
         ranks[name] = (draws[keep] < truth).sum(axis=0)
     return ranks, diagnostics(idata)
@@ -157,7 +160,7 @@ def run_sbc(
     *,
     fit_model: pm.Model | None = None,
     settings: SamplerSettings = SBC_SAMPLER,
-    n_ranks: int = 100,
+    n_ranks: int = N_RANKS,
     seed: int = 0,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """SBC in this process: simulate from ``model``, fit ``fit_model`` (default: the same model;
@@ -208,7 +211,7 @@ def sbc_tasks(
     *,
     seed: int = 0,
     settings: SamplerSettings = SBC_SAMPLER,
-    n_ranks: int = 100,
+    n_ranks: int = N_RANKS,
 ) -> list[Task]:
     spec_path = str(Path(spec_path).resolve())
     args = (replications, seed, settings.model_dump_json(), n_ranks)

@@ -169,3 +169,13 @@ def test_sbc_command_rejects_bins_that_do_not_divide_the_ranks(tmp_path, capsys)
     assert main(["sbc", spec, "--out", str(tmp_path / "o"), "--bins", "3"]) == 2
     assert "--bins must divide 100" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_sbc_command_rejects_too_few_draws_to_rank_among(tmp_path, capsys):
+    from khe_bayes.cli import main
+
+    spec = str(REPO / "models" / "normal_eight_schools.toml")
+    args = ["sbc", spec, "--out", str(tmp_path / "o"), "--draws", "40", "--chains", "2"]
+    assert main(args) == 2
+    assert "--draws x --chains must be at least 99" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

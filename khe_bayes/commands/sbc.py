@@ -14,7 +14,7 @@ from khe_bayes.outputs import check_can_write, staged_directory, write_json
 from khe_bayes.plots import rank_histograms
 from khe_bayes.reanalysis import stderr_progress
 from khe_bayes.sampling import SamplerSettings
-from khe_bayes.sbc import SBC_SAMPLER, collect, sbc_tasks, uniformity
+from khe_bayes.sbc import N_RANKS, SBC_SAMPLER, collect, sbc_tasks, uniformity
 from khe_bayes.sweep import run_sweep
 
 
@@ -51,8 +51,10 @@ def run(args: argparse.Namespace) -> int:
     load_spec(args.spec)  # a bad spec fails here, before any work
     if args.replications < 2 or args.workers < 1:
         raise InputError("--replications must be at least 2, --workers at least 1")
-    if args.bins < 2 or 100 % args.bins:
-        raise InputError("--bins must divide 100 (the possible ranks 0..99): 2, 4, 5, 10, 20, ...")
+    if args.bins < 2 or N_RANKS % args.bins:
+        raise InputError(f"--bins must divide {N_RANKS} (the possible ranks): 2, 4, 5, 10, 20, ...")
+    if args.draws * args.chains < N_RANKS - 1:
+        raise InputError(f"--draws x --chains must be at least {N_RANKS - 1} (draws to rank among)")
     try:
         settings = SBC_SAMPLER.model_copy(
             update={"draws": args.draws, "tune": args.tune, "chains": args.chains}
@@ -66,12 +68,12 @@ def run(args: argparse.Namespace) -> int:
         tasks, store, workers=args.workers, scheduler=args.scheduler, progress=stderr_progress
     )
     ranks, diags = collect(results)
-    test = uniformity(ranks, n_ranks=100, bins=args.bins, alpha=args.alpha)
+    test = uniformity(ranks, n_ranks=N_RANKS, bins=args.bins, alpha=args.alpha)
     with staged_directory(out, overwrite=args.overwrite) as stage:
         ranks.to_csv(stage / "ranks.csv", index=False)
         test.to_csv(stage / "uniformity.csv", index=False)
         diags.to_csv(stage / "diagnostics.csv", index=False)
-        rank_histograms(ranks, 100, args.bins, stage / "rank_histograms.png")
+        rank_histograms(ranks, N_RANKS, args.bins, stage / "rank_histograms.png")
         write_json(
             stage / "manifest.json",
             {
