@@ -5,9 +5,12 @@
 
 Three ways, in the same run, same data, same draws/tune/chains/target_accept:
 
-- naive (baseline): for each dataset build a fresh ``pm.Model`` and ``pm.sample`` it (PyMC NUTS,
-  chains in parallel processes; PyMC's C compilation is cached on disk, so this baseline already
-  benefits from that cache after the first dataset);
+- naive (baseline): for each dataset build a fresh ``pm.Model`` and call plain ``pm.sample`` on
+  it (PyMC NUTS, PyMC's defaults but for ``cores``: PyMC assumes half the CPUs are hardware
+  threads and would run the chains one after another on this 2-core machine, so the baseline
+  gets ``cores=min(chains, cpu_count)``, chains in parallel processes; no pointwise
+  log-likelihood, which the compile-once path does not compute either). PyMC's C compilation
+  is cached on disk, so this baseline already benefits from that cache after the first dataset;
 - naive nutpie: a fresh model compiled with nutpie per dataset (isolates what compiling once
   saves);
 - compile once (khe-bayes): one nutpie compilation, then every dataset only swaps its data in
@@ -29,6 +32,7 @@ import warnings
 
 import arviz as az
 import numpy as np
+import pymc as pm
 
 from khe_bayes.compiled import SamplerCache
 from khe_bayes.evidence import load_evidence
@@ -85,7 +89,16 @@ def main() -> None:
 
     t0 = time.perf_counter()
     for m, data in enumerate(datasets):
-        idata = fit(build_response_model(data), base.model_copy(update={"seed": args.seed + m}))
+        with build_response_model(data):
+            idata = pm.sample(
+                draws=args.draws,
+                tune=args.tune,
+                chains=args.chains,
+                cores=min(args.chains, os.cpu_count() or 1),
+                target_accept=base.target_accept,
+                random_seed=args.seed + m,
+                progressbar=False,
+            )
         rates.setdefault("naive", []).append(_rate(idata))
     times["naive"] = time.perf_counter() - t0
     print(f"naive PyMC (build and pm.sample per dataset): {times['naive']:.1f} s")

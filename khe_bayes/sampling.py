@@ -86,12 +86,7 @@ def _fit_nutpie(model: pm.Model, settings: SamplerSettings, label: Hashable | No
 
     cache = process_cache()
     sampler = CompiledSampler(model) if label is None else cache.sampler_for(model, label)
-    idata = sampler.sample(model, settings)
-    transformed = [v.name for v in model.value_vars if v.name not in model.named_vars]
-    return az.InferenceData(
-        posterior=idata.posterior.drop_vars(transformed, errors="ignore"),
-        sample_stats=idata.sample_stats,
-    )
+    return sampler.sample(model, settings)
 
 
 def _fit_pymc(model: pm.Model, settings: SamplerSettings) -> az.InferenceData:

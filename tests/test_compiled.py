@@ -12,6 +12,7 @@ from __future__ import annotations
 from functools import partial
 
 import numpy as np
+import pandas as pd
 import pymc as pm
 import pytest
 
@@ -113,3 +114,31 @@ def test_a_sweep_compiles_once_and_matches_a_fresh_compile(datasets):
     halves = model_data(model)[outcome] + 0.5
     with pytest.raises(ValueError, match="holds integers"):  # not truncated silently
         sampler.sample_data({outcome: halves}, settings)
+
+
+def test_raw_trace_conversion_matches_nutpies_own(datasets):
+    """The lean conversion of nutpie's raw trace keeps exactly what nutpie's own ArviZ
+    conversion gives for the posterior (values, dims, coordinates) and the scalar sample stats;
+    same seed, so both runs draw the same values."""
+    import nutpie
+
+    from khe_bayes.compiled import raw_trace_to_inference_data
+
+    model = build_response_model(datasets[0])
+    compiled = nutpie.compile_pymc_model(model)
+    kwargs = dict(draws=60, tune=40, chains=2, seed=3, progress_bar=False, save_warmup=False)
+    reference = nutpie.sample(compiled, **kwargs)
+    draws, stats = nutpie.sample(compiled, return_raw_trace=True, **kwargs).get_arrow_trace()
+    coords = {name: pd.Index(values) for name, values in compiled.coords.items()}
+    lean = raw_trace_to_inference_data(draws, stats, coords, drop={"center_sd_log__"})
+    assert set(lean.posterior.data_vars) == set(reference.posterior.data_vars) - {"center_sd_log__"}
+    for name, values in lean.posterior.data_vars.items():
+        want = reference.posterior[name]
+        assert values.dims == want.dims
+        np.testing.assert_array_equal(values.values, want.values)
+        for dim in values.dims:
+            np.testing.assert_array_equal(values[dim].values, want[dim].values)
+    assert lean.posterior.sizes["draw"] == 60
+    assert {"diverging", "energy", "step_size", "n_steps", "depth"} <= set(lean.sample_stats)
+    for name, values in lean.sample_stats.data_vars.items():
+        np.testing.assert_array_equal(values.values, reference.sample_stats[name].values)
