@@ -7,7 +7,9 @@
    worker, rank) run twice into fresh stores, on a local cluster of 1 and of 2 single-threaded
    worker processes. Wall time includes starting the cluster and each worker's compilation, as
    a user would see it. Prints both times and the speedup; checks both gave identical ranks
-   (same seeds per replication, so where a task runs must not change its result).
+   (same seeds per replication, so where a task runs must not change its result). Each task is
+   timed where it runs, so the output also splits the wall time into the start-up each worker
+   pays before its first task and the time per task afterwards.
 2. ``khe-bayes sbc`` on 2 workers, killed (SIGKILL to its process group, workers included) once
    a third of its replications are stored, then run again with the same command: prints the
    second run's "already done" line and its wall time, and checks no stored task was redone
@@ -26,16 +28,41 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 from khe_bayes.sbc import collect, sbc_tasks
-from khe_bayes.sweep import run_sweep
+from khe_bayes.sweep import Task, run_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _timed(fn, *args) -> dict:
+    """Run a task and record when it ran, in which process, and its CPU time."""
+    started, cpu = time.time(), time.process_time()
+    result = fn(*args)
+    return {**result, "_timing": [started, time.time(), time.process_time() - cpu, os.getpid()]}
+
+
 def timed_sweep(spec: Path, replications: int, workers: int, store: Path):
-    started = time.perf_counter()
-    results = run_sweep(sbc_tasks(spec, replications, seed=1), store, workers=workers)
-    return time.perf_counter() - started, collect(results)[0]
+    tasks = [
+        Task(t.key, _timed, (t.fn, *t.args), t.fingerprint)
+        for t in sbc_tasks(spec, replications, seed=1)
+    ]
+    started = time.time()
+    results = run_sweep(tasks, store, workers=workers)
+    wall = time.time() - started
+    timing = np.array([r.pop("_timing") for r in results.values()])
+    begin, end, cpu, pid = timing.T
+    first = ", ".join(f"{begin[pid == p].min() - started:.1f}" for p in np.unique(pid))
+    busy = end.max() - begin.min()
+    print(
+        f"{workers} worker(s): wall {wall:.1f} s; first task started {first} "
+        f"s after the sweep began (cluster start, imports, simulation, compilation); then "
+        f"{busy:.1f} s running {len(results)} tasks: {(end - begin).mean():.3f} s wall and "
+        f"{cpu.mean():.3f} s CPU per task",
+        flush=True,
+    )
+    return wall, collect(results)[0]
 
 
 def resume_demo(spec: Path, replications: int, tmp: Path) -> None:
@@ -96,9 +123,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         one, ranks_one = timed_sweep(args.spec, args.replications, 1, tmp / "w1")
-        print(f"1 worker : {one:7.1f} s")
         two, ranks_two = timed_sweep(args.spec, args.replications, 2, tmp / "w2")
-        print(f"2 workers: {two:7.1f} s")
         print(
             f"speedup 1 -> 2 workers: {one / two:.2f}x; identical ranks: "
             f"{ranks_one.equals(ranks_two)}"

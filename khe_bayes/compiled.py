@@ -81,7 +81,7 @@ class CompiledSampler:
             draws=settings.draws,
             tune=settings.tune,
             chains=settings.chains,
-            cores=settings.cores or settings.chains,
+            cores=_threads_allowed(settings.cores or settings.chains),
             seed=settings.seed,
             target_accept=settings.target_accept,
             save_warmup=False,
@@ -92,6 +92,18 @@ class CompiledSampler:
         return raw_trace_to_inference_data(
             draw_batches, stat_batches, self._coords, drop=self._transformed
         )
+
+
+def _threads_allowed(requested: int) -> int:
+    """Inside a Dask worker, no more sampling threads than the worker has (one, for local
+    clusters), so N workers use N cores; elsewhere as requested. nutpie seeds each chain by its
+    index, so the draws do not depend on how many chains run at once."""
+    try:
+        from distributed import get_worker
+
+        return max(1, min(requested, get_worker().state.nthreads))
+    except (ImportError, ValueError):  # not in a Dask worker
+        return requested
 
 
 _NOT_STATS = frozenset({"tuning", "chain", "draw"})

@@ -23,7 +23,8 @@ from khe_bayes.hierarchical.response import response_long
 from khe_bayes.hierarchical.severity import severity_long
 from khe_bayes.pooling import (
     PooledFit,
-    fit_pooled,
+    dataset_tasks,
+    pool_fits,
     pooled_diagnostics,
     pooled_summary,
     reconstruction_variance_share,
@@ -31,6 +32,7 @@ from khe_bayes.pooling import (
 from khe_bayes.sampling import SamplerSettings
 from khe_bayes.side_by_side import Pairing, side_by_side
 from khe_bayes.statistics import recompute
+from khe_bayes.sweep import IN_PROCESS, SweepOptions, run_tasks
 
 
 @dataclass(frozen=True)
@@ -148,20 +150,26 @@ def run_ipd_models(
     source: str,
     models: tuple[IPDModel, ...] = IPD_MODELS,
     progress: Callable[[str], None] = lambda _m: None,
+    options: SweepOptions = IN_PROCESS,
 ) -> IPDResult:
-    """Fit every model to every dataset and pool."""
+    """Fit every model to every dataset and pool. The fits are one sweep (``options``): in
+    this process by default, or all models' datasets as tasks on Dask."""
     result = IPDResult(source=source, datasets=datasets)
-    summaries, shares, diags = [], [], []
-    for spec in models:
-        fit = fit_pooled(
+    tasks = {
+        spec.name: dataset_tasks(
             spec.name,
             spec.build,
             datasets,
             settings,
             spec.var_names,
             attrs={"model": spec.name, "data_source": source},
-            progress=progress,
         )
+        for spec in models
+    }
+    done = run_tasks([t for ts in tasks.values() for t in ts], options, progress)
+    summaries, shares, diags = [], [], []
+    for spec in models:
+        fit = pool_fits(spec.name, [done[t.key] for t in tasks[spec.name]], spec.var_names)
         result.fits[spec.name] = fit
         table = pooled_summary(fit, spec.descriptions)
         table.insert(0, "model", spec.name)

@@ -33,6 +33,7 @@ from khe_bayes.summary import (
     describe_label,
     diagnostics,
 )
+from khe_bayes.sweep import IN_PROCESS, SweepOptions, Task, fingerprint, run_tasks
 
 
 @dataclass
@@ -67,6 +68,64 @@ def pool(
     return az.InferenceData(**pooled)
 
 
+def fit_dataset(
+    name: str,
+    build: Callable[[pd.DataFrame], pm.Model],
+    data: pd.DataFrame,
+    m: int,
+    settings: SamplerSettings,
+    var_names: list[str],
+    posterior_predictive: bool = True,
+    attrs: dict | None = None,
+) -> az.InferenceData:
+    """Fit ``build(data)``, the ``m``-th dataset (seed derived from ``name`` and ``m``, so the
+    draws do not depend on where the fit runs); keep ``var_names``, the sample stats and the
+    posterior predictive. With the nutpie backend the model is compiled once per process
+    (under ``name``) and every further dataset only swaps its data in."""
+    run = with_seed(settings, derive_seed(settings.seed, name, str(m)))
+    idata = fit(
+        build(data),
+        run,
+        posterior_predictive=posterior_predictive,
+        attrs=attrs,
+        compiled_as=("pooled", name),
+    )
+    keep = {"posterior": idata.posterior[var_names], "sample_stats": idata.sample_stats}
+    if posterior_predictive:
+        keep["posterior_predictive"] = idata.posterior_predictive
+    return az.InferenceData(**keep)
+
+
+def dataset_tasks(
+    name: str,
+    build: Callable[[pd.DataFrame], pm.Model],
+    datasets: list[pd.DataFrame],
+    settings: SamplerSettings,
+    var_names: list[str],
+    *,
+    posterior_predictive: bool = True,
+    attrs: dict | None = None,
+) -> list[Task]:
+    """One sweep task per dataset: :func:`fit_dataset`."""
+    return [
+        Task(
+            f"{name}__dataset_{m:03d}",
+            fit_dataset,
+            (name, build, data, m, settings, var_names, posterior_predictive, attrs),
+            fingerprint(name, var_names, posterior_predictive, attrs, data, settings, m),
+        )
+        for m, data in enumerate(datasets)
+    ]
+
+
+def pool_fits(name: str, fits: list[az.InferenceData], var_names: list[str]) -> PooledFit:
+    """Pool per-dataset fits (in dataset order)."""
+    pooled = pool(fits)
+    pooled.posterior.attrs.update(fits[0].posterior.attrs)
+    pooled.posterior.attrs["n_datasets"] = len(fits)
+    return PooledFit(name=name, idata=pooled, per_dataset=fits, var_names=var_names)
+
+
 def fit_pooled(
     name: str,
     build: Callable[[pd.DataFrame], pm.Model],
@@ -77,29 +136,21 @@ def fit_pooled(
     posterior_predictive: bool = True,
     attrs: dict | None = None,
     progress: Callable[[str], None] = lambda _m: None,
+    options: SweepOptions = IN_PROCESS,
 ) -> PooledFit:
-    """Build and fit ``build(dataset)`` for each dataset (seed derived from name and index),
-    keep ``var_names`` (and the posterior predictive), and pool. With the nutpie backend the
-    model is compiled once (under ``name``) and every further dataset only swaps its data in."""
-    fits = []
-    for m, data in enumerate(datasets):
-        progress(f"{name}: dataset {m + 1}/{len(datasets)}")
-        run = with_seed(settings, derive_seed(settings.seed, name, str(m)))
-        idata = fit(
-            build(data),
-            run,
-            posterior_predictive=posterior_predictive,
-            attrs=attrs,
-            compiled_as=("pooled", name),
-        )
-        keep = {"posterior": idata.posterior[var_names], "sample_stats": idata.sample_stats}
-        if posterior_predictive:
-            keep["posterior_predictive"] = idata.posterior_predictive
-        fits.append(az.InferenceData(**keep))
-    pooled = pool(fits)
-    pooled.posterior.attrs.update(fits[0].posterior.attrs)
-    pooled.posterior.attrs["n_datasets"] = len(fits)
-    return PooledFit(name=name, idata=pooled, per_dataset=fits, var_names=var_names)
+    """Fit ``build(dataset)`` to each dataset (:func:`fit_dataset`), in this process or as
+    tasks on Dask (``options``), and pool."""
+    tasks = dataset_tasks(
+        name,
+        build,
+        datasets,
+        settings,
+        var_names,
+        posterior_predictive=posterior_predictive,
+        attrs=attrs,
+    )
+    results = run_tasks(tasks, options, progress)
+    return pool_fits(name, [results[t.key] for t in tasks], var_names)
 
 
 def _scalar_draws(idata: az.InferenceData, var_names: list[str]) -> dict[str, np.ndarray]:

@@ -34,8 +34,9 @@ from khe_bayes.reconstruct import ReconstructionSettings, reconstruct_datasets
 from khe_bayes.report import Figure, render_html, render_markdown
 from khe_bayes.report_sections import build_sections, manifest_section
 from khe_bayes.sampling import SamplerSettings
-from khe_bayes.sensitivity import SweepOptions, leave_one_center_out, prior_grid
+from khe_bayes.sensitivity import leave_one_center_out, prior_grid
 from khe_bayes.summary import diagnostics
+from khe_bayes.sweep import SweepOptions
 from khe_bayes.tomlio import load_toml_model
 
 REPO_MODELS = Path(__file__).resolve().parents[1] / "models"
@@ -64,7 +65,8 @@ class ReanalysisSettings:
     ppc_draws_per_dataset: int = 100
     min_draws_per_dataset: int = 2000
     sensitivity: bool = True
-    sweep: SweepOptions = field(default_factory=SweepOptions)  # where sensitivity refits run
+    # where the IPD fits and the sensitivity refits run
+    sweep: SweepOptions = field(default_factory=SweepOptions)
 
     def ipd_sampler(self) -> SamplerSettings:
         m = 1 if self.ipd_file else self.datasets
@@ -126,7 +128,9 @@ def run_reanalysis(
     audit_table = audit(evidence)
     datasets, source = patient_data(settings, evidence, progress)  # bad IPD fails before sampling
     aggregate = run_aggregate(spec, evidence, settings.sampler, progress=progress)
-    ipd = run_ipd_models(datasets, settings.ipd_sampler(), source, progress=progress)
+    ipd = run_ipd_models(
+        datasets, settings.ipd_sampler(), source, progress=progress, options=settings.sweep
+    )
     grid = loco = None
     if settings.sensitivity:
         sens = settings.ipd_sampler()

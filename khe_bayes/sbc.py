@@ -31,7 +31,7 @@ from scipy import stats
 from khe_bayes.compiled import SamplerCache, process_cache
 from khe_bayes.sampling import SamplerSettings, derive_seed, with_seed
 from khe_bayes.summary import diagnostics
-from khe_bayes.sweep import Task, jsonable
+from khe_bayes.sweep import Task, fingerprint, jsonable
 
 N_RANKS = 100  # ranks 0..99: the truth among 99 evenly thinned posterior draws
 SBC_SAMPLER = SamplerSettings(
@@ -213,9 +213,16 @@ def sbc_tasks(
     settings: SamplerSettings = SBC_SAMPLER,
     n_ranks: int = N_RANKS,
 ) -> list[Task]:
+    from khe_bayes.families import load_spec
+
     spec_path = str(Path(spec_path).resolve())
+    spec, family = load_spec(spec_path)
+    inputs = (Path(spec_path).read_text(), family.load_data(spec, Path(spec_path).parent))
     args = (replications, seed, settings.model_dump_json(), n_ranks)
-    return [Task(f"sbc-{r:04d}", sbc_task, (spec_path, r, *args)) for r in range(replications)]
+    return [
+        Task(f"sbc-{r:04d}", sbc_task, (spec_path, r, *args), fingerprint(*inputs, *args, r))
+        for r in range(replications)
+    ]
 
 
 def collect(results: dict[str, dict]) -> tuple[pd.DataFrame, pd.DataFrame]:

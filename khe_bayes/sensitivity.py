@@ -15,10 +15,8 @@ derived from the cell, not the order, so both ways give the same numbers.
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import arviz as az
 import numpy as np
@@ -34,7 +32,7 @@ from khe_bayes.hierarchical import (
 from khe_bayes.priors import Prior, prior
 from khe_bayes.sampling import SamplerSettings, derive_seed, fit, with_seed
 from khe_bayes.summary import HDI_PROB, select_draws
-from khe_bayes.sweep import Task, run_sweep
+from khe_bayes.sweep import IN_PROCESS, SweepOptions, Task, fingerprint, run_tasks
 
 
 @dataclass(frozen=True)
@@ -102,21 +100,6 @@ def _row(draws: np.ndarray, threshold: float) -> dict:
     }
 
 
-@dataclass(frozen=True)
-class SweepOptions:
-    """Where refits run: in this process (``workers=None``, the default), or as tasks on Dask
-    (``workers=N`` local processes, or ``scheduler``), each finished refit stored in ``store``
-    so an interrupted sweep resumes (khe_bayes.sweep)."""
-
-    workers: int | None = None
-    scheduler: str | None = None
-    store: Path | None = None
-
-    @property
-    def on_dask(self) -> bool:
-        return self.workers is not None or self.scheduler is not None
-
-
 def grid_cell(
     t: SensitivityTarget,
     data: pd.DataFrame,
@@ -172,29 +155,14 @@ def loco_cell(
     }
 
 
-def _run(tasks: list[Task], options: SweepOptions, progress: Callable[[str], None]) -> dict:
-    if not options.on_dask:
-        results = {}
-        for task in tasks:
-            progress(task.key.replace("__", ", "))
-            results[task.key] = task.fn(*task.args)
-        return results
-    if options.store is not None:
-        return run_sweep(
-            tasks,
-            options.store,
-            workers=options.workers or 1,
-            scheduler=options.scheduler,
-            progress=progress,
-        )
-    with tempfile.TemporaryDirectory(prefix="khe-sweep-") as store:
-        return run_sweep(
-            tasks,
-            store,
-            workers=options.workers or 1,
-            scheduler=options.scheduler,
-            progress=progress,
-        )
+def _fingerprint(t: SensitivityTarget, data: pd.DataFrame, settings, *cell: str | None) -> str:
+    """What a refit computes from: target (priors by label), data, settings and cell."""
+    priors = {
+        "effect": {k: p.label() for k, p in t.effect_priors.items()},
+        "center_sd": {k: p.label() for k, p in t.center_sd_priors.items()},
+    }
+    target = (t.model, t.quantity, t.threshold, priors)
+    return fingerprint(target, t.default_priors, data, settings, cell)
 
 
 def prior_grid(
@@ -202,16 +170,21 @@ def prior_grid(
     settings: SamplerSettings,
     targets: tuple[SensitivityTarget, ...] = TARGETS,
     progress: Callable[[str], None] = lambda _m: None,
-    options: SweepOptions = SweepOptions(),
+    options: SweepOptions = IN_PROCESS,
 ) -> pd.DataFrame:
     """Headline quantity of each target under every (effect prior, center-SD prior) pair."""
     tasks = [
-        Task(f"prior_grid__{t.model}__{e}__{sd}", grid_cell, (t, data, e, sd, settings))
+        Task(
+            f"prior_grid__{t.model}__{e}__{sd}",
+            grid_cell,
+            (t, data, e, sd, settings),
+            _fingerprint(t, data, settings, e, sd),
+        )
         for t in targets
         for e in t.effect_priors
         for sd in t.center_sd_priors
     ]
-    results = _run(tasks, options, progress)
+    results = run_tasks(tasks, options, progress)
     return pd.DataFrame([results[task.key] for task in tasks])
 
 
@@ -220,19 +193,31 @@ def leave_one_center_out(
     settings: SamplerSettings,
     targets: tuple[SensitivityTarget, ...] = TARGETS,
     progress: Callable[[str], None] = lambda _m: None,
-    options: SweepOptions = SweepOptions(),
+    options: SweepOptions = IN_PROCESS,
 ) -> pd.DataFrame:
     """Refit without each center; report the shift of the headline posterior mean, in absolute
     terms and in units of the full-data posterior SD."""
     centers = sorted(data["center"].astype(str).unique())
     tasks = []
     for t in targets:
-        tasks.append(Task(f"loco__{t.model}__all_centers", loco_cell, (t, data, None, settings)))
+        tasks.append(
+            Task(
+                f"loco__{t.model}__all_centers",
+                loco_cell,
+                (t, data, None, settings),
+                _fingerprint(t, data, settings),
+            )
+        )
         tasks += [
-            Task(f"loco__{t.model}__without_{i}", loco_cell, (t, data, c, settings))
+            Task(
+                f"loco__{t.model}__without_{i}",
+                loco_cell,
+                (t, data, c, settings),
+                _fingerprint(t, data, settings, c),
+            )
             for i, c in enumerate(centers)
         ]
-    results = _run(tasks, options, progress)
+    results = run_tasks(tasks, options, progress)
     rows = []
     for t in targets:
         full = results[f"loco__{t.model}__all_centers"]

@@ -1,23 +1,30 @@
 """Sweeps as tasks on Dask distributed, resumable.
 
-A sweep is a list of independent :class:`Task` s (one SBC replication, one prior-grid or
-leave-one-center-out refit, ...). Each task is a plain function and picklable arguments (Dask
-sends them with cloudpickle) returning a JSON-ready dict, so any Dask worker can run it. Each
-worker process keeps its own compiled models (compiled.process_cache), so a model is compiled
-once per worker, not once per task.
+A sweep is a list of independent :class:`Task` s (one fit of one reconstructed dataset, one
+SBC replication, one prior-grid or leave-one-center-out refit, ...). Each task is a plain
+function and picklable arguments (Dask sends them with cloudpickle) returning a JSON-ready dict
+or an ArviZ ``InferenceData``, so any Dask worker can run it. Each worker process keeps its own
+compiled models (compiled.process_cache), so a model is compiled once per worker, not once per
+task.
 
-Every finished task's result is written to ``store/<key>.json`` (atomically: temporary file,
-then rename). Running the same sweep again skips the keys already in the store, so an
-interrupted sweep resumes where it stopped. Results are JSON (numbers and lists), readable
-without khe-bayes.
+Every finished task's result is written to the store (atomically: temporary file, then rename):
+``<key>.<fingerprint>.json``, and for InferenceData also ``<key>.<fingerprint>.nc`` (netCDF,
+written first; the JSON then points to it). The fingerprint is a hash of what the task computes
+from (its data, priors, sampler settings), so running the same sweep again skips the tasks
+already stored and an interrupted sweep resumes where it stopped, while a sweep with other
+inputs computes afresh beside the old results instead of picking them up. (It does not hash
+khe-bayes's own code: after changing a model, use a new store.) Results are JSON or netCDF,
+readable without khe-bayes.
 
-Where the work runs: ``workers=N`` starts a local cluster of N single-threaded worker processes
-(the default, N=1), ``scheduler="tcp://HOST:PORT"`` uses an existing cluster (whose workers must
-have khe-bayes installed and see the same files).
+Where the work runs: :func:`run_tasks` with ``SweepOptions()`` runs the tasks one after another
+in this process; ``workers=N`` starts a local cluster of N single-threaded worker processes,
+``scheduler="tcp://HOST:PORT"`` uses an existing cluster (whose workers must have khe-bayes
+installed and see the same files).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -27,33 +34,116 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+_NETCDF = "__netcdf__"  # key of a stored JSON that points to the task's InferenceData
+
 
 @dataclass(frozen=True)
 class Task:
-    key: str  # unique within the sweep; also the file name in the store
-    fn: Callable[..., dict]
+    key: str  # unique within the sweep; names the task in progress lines and in the store
+    fn: Callable[..., Any]  # returns a JSON-ready dict or an az.InferenceData
     args: tuple = ()
+    fingerprint: str = ""  # hash of the task's inputs (:func:`fingerprint`); "" for none
 
 
-def _path(store: Path, key: str) -> Path:
-    return store / f"{key}.json"
+@dataclass(frozen=True)
+class SweepOptions:
+    """Where a sweep runs: in this process (``workers=None``, the default), or as tasks on Dask
+    (``workers=N`` local processes, or ``scheduler``), each finished task stored in ``store`` so
+    an interrupted sweep resumes (a temporary store when none is given)."""
+
+    workers: int | None = None
+    scheduler: str | None = None
+    store: Path | None = None
+
+    @property
+    def on_dask(self) -> bool:
+        return self.workers is not None or self.scheduler is not None
 
 
-def load_finished(store: Path, keys: list[str]) -> dict[str, dict]:
-    """The results already in the store, by key."""
+IN_PROCESS = SweepOptions()
+
+
+def fingerprint(*parts: Any) -> str:
+    """A stable hash of a task's inputs: data frames (values, index, column names), pydantic
+    models (their JSON) and JSON-able values."""
+    import pandas as pd
+    from pydantic import BaseModel
+
+    digest = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, pd.DataFrame):
+            text = part.to_csv()
+        elif isinstance(part, BaseModel):
+            text = part.model_dump_json()
+        else:
+            text = json.dumps(jsonable(part), sort_keys=True, default=str)
+        digest.update(text.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]
+
+
+def _path(store: Path, task: Task) -> Path:
+    stem = f"{task.key}.{task.fingerprint}" if task.fingerprint else task.key
+    return store / f"{stem}.json"
+
+
+def load_finished(store: Path, tasks: list[Task]) -> dict[str, Any]:
+    """The results already in the store (same key and fingerprint), by key."""
     out = {}
-    for key in keys:
-        path = _path(store, key)
+    for task in tasks:
+        path = _path(store, task)
         if path.exists():
-            out[key] = json.loads(path.read_text())
+            result = json.loads(path.read_text())
+            if isinstance(result, dict) and set(result) == {_NETCDF}:
+                result = _read_netcdf(store / result[_NETCDF])
+            out[task.key] = result
     return out
 
 
-def save_result(store: Path, key: str, result: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".tmp", dir=store)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(result, fh)
-    os.replace(tmp, _path(store, key))
+def _read_netcdf(path: Path):
+    import arviz as az
+
+    lazy = az.from_netcdf(path)
+    return az.InferenceData(**{group: lazy[group].load() for group in lazy.groups()})
+
+
+def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def save_result(store: Path, task: Task, result: Any) -> None:
+    import arviz as az
+
+    path = _path(store, task)
+    if isinstance(result, az.InferenceData):
+        netcdf = path.with_suffix(".nc")
+        _atomic_write(netcdf, lambda tmp: result.to_netcdf(tmp))
+        result = {_NETCDF: netcdf.name}
+    _atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(result)))
+
+
+def run_tasks(
+    tasks: list[Task], options: SweepOptions, progress: Callable[[str], None] = lambda _m: None
+) -> dict[str, Any]:
+    """Run a sweep where ``options`` says; return every task's result by key."""
+    if not options.on_dask:
+        results = {}
+        for task in tasks:
+            progress(task.key.replace("__", ", "))
+            results[task.key] = task.fn(*task.args)
+        return results
+    where = {"workers": options.workers or 1, "scheduler": options.scheduler}
+    if options.store is not None:
+        return run_sweep(tasks, options.store, progress=progress, **where)
+    with tempfile.TemporaryDirectory(prefix="khe-sweep-") as store:
+        return run_sweep(tasks, store, progress=progress, **where)
 
 
 def run_sweep(
@@ -63,7 +153,7 @@ def run_sweep(
     workers: int = 1,
     scheduler: str | None = None,
     progress: Callable[[str], None] = lambda _m: None,
-) -> dict[str, dict]:
+) -> dict[str, Any]:
     """Run the tasks not yet in ``store`` on Dask; return every task's result by key."""
     import dask
     from dask.distributed import Client, LocalCluster, as_completed
@@ -73,7 +163,7 @@ def run_sweep(
     keys = [t.key for t in tasks]
     if len(set(keys)) != len(keys):
         raise ValueError("task keys must be unique")
-    results = load_finished(store, keys)
+    results = load_finished(store, tasks)
     todo = [t for t in tasks if t.key not in results]
     progress(f"{len(results)} of {len(tasks)} tasks already done in {store}; {len(todo)} to run")
     if not todo:
@@ -93,12 +183,15 @@ def run_sweep(
         client = Client(cluster)
     started, done = time.time(), 0
     try:
-        futures = [client.submit(t.fn, *t.args, key=f"khe-{t.key}", pure=False) for t in todo]
-        by_future = {f.key: t.key for f, t in zip(futures, todo, strict=True)}
+        futures = [
+            client.submit(t.fn, *t.args, key=f"khe-{t.key}-{t.fingerprint}", pure=False)
+            for t in todo
+        ]
+        by_future = {f.key: t for f, t in zip(futures, todo, strict=True)}
         for future in as_completed(futures):
-            key = by_future[future.key]
-            results[key] = future.result()
-            save_result(store, key, results[key])
+            task = by_future[future.key]
+            results[task.key] = future.result()
+            save_result(store, task, results[task.key])
             done += 1
             if done == len(todo) or done % max(1, len(todo) // 20) == 0:
                 rate = (time.time() - started) / done

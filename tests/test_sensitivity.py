@@ -13,7 +13,8 @@ import pytest
 from khe_bayes.evidence import load_evidence
 from khe_bayes.reconstruct import reconstruct_datasets
 from khe_bayes.sampling import SamplerSettings
-from khe_bayes.sensitivity import TARGETS, SweepOptions, leave_one_center_out, prior_grid
+from khe_bayes.sensitivity import TARGETS, leave_one_center_out, prior_grid
+from khe_bayes.sweep import SweepOptions
 
 DATA = reconstruct_datasets(load_evidence(), 1, seed=21)[0]
 SHRINKAGE = tuple(t for t in TARGETS if t.model == "shrinkage_combination")
@@ -55,6 +56,7 @@ def _one_cell_target():
     )
 
 
+@pytest.mark.slow  # the fast tier checks the same path with the reconstruction fits (test_pooling)
 def test_prior_grid_on_dask_gives_the_in_process_numbers_and_resumes(tmp_path):
     """One grid cell in this process and as a task on 2 Dask workers: identical rows (seeds come
     from the cell, not from where it ran); a rerun on the same store refits nothing."""

@@ -12,7 +12,7 @@ from khe_bayes.outputs import check_can_write
 from khe_bayes.reanalysis import REPO_MODELS, ReanalysisSettings, run_reanalysis
 from khe_bayes.reconstruct import ReconstructionSettings
 from khe_bayes.sampling import SamplerSettings
-from khe_bayes.sensitivity import SweepOptions
+from khe_bayes.sweep import SweepOptions
 
 EXIT_STRICT = 3
 
@@ -98,14 +98,15 @@ def register(sub) -> None:
         "--workers",
         type=int,
         default=None,
-        help="run the sensitivity refits as tasks on a local Dask cluster of N processes",
+        help="run the model fits (one task per model and dataset) and the sensitivity refits "
+        "as tasks on a local Dask cluster of N processes",
     )
     where.add_argument("--scheduler", help="... or on an existing Dask cluster, tcp://HOST:PORT")
     p.add_argument(
         "--store",
         type=Path,
         default=None,
-        help="keep each finished sensitivity refit here, so a rerun resumes (with Dask)",
+        help="keep each finished fit here, so a rerun resumes (with Dask)",
     )
     add_center_arguments(p)
     add_sampler_arguments(p)
