@@ -28,6 +28,7 @@ import arviz as az
 import numpy as np
 import pandas as pd
 import pymc as pm
+import pytensor
 import xarray as xr
 
 
@@ -52,7 +53,11 @@ class CompiledSampler:
         self.key = structure_key(model)
         self._dtypes = {name: value.dtype for name, value in model_data(model).items()}
         self._nutpie = nutpie
-        self._compiled = nutpie.compile_pymc_model(model)
+        # IEEE arithmetic (no fastmath): with fastmath, code that numba loads from PyTensor's
+        # on-disk cache and code it compiles afresh can round differently, so the same seed
+        # gave different draws depending on the cache's state (seen with the ordinal model).
+        with pytensor.config.change_flags(numba__fastmath=False):
+            self._compiled = nutpie.compile_pymc_model(model)
         self._coords = {name: pd.Index(values) for name, values in self._compiled.coords.items()}
         # the sampler's unconstrained values (e.g. center_sd_log__) are not model quantities
         self._transformed = {v.name for v in model.value_vars if v.name not in model.named_vars}

@@ -9,6 +9,7 @@ into the graph would be caught.
 
 from __future__ import annotations
 
+import os
 from functools import partial
 
 import numpy as np
@@ -142,3 +143,48 @@ def test_raw_trace_conversion_matches_nutpies_own(datasets):
     assert {"diverging", "energy", "step_size", "n_steps", "depth"} <= set(lean.sample_stats)
     for name, values in lean.sample_stats.data_vars.items():
         np.testing.assert_array_equal(values.values, reference.sample_stats[name].values)
+
+
+_DRAWS_DIGEST = """
+import hashlib, warnings
+warnings.filterwarnings("ignore")
+from khe_bayes.compiled import CompiledSampler
+from khe_bayes.evidence import load_evidence
+from khe_bayes.hierarchical import build_severity_model
+from khe_bayes.reconstruct import reconstruct_datasets
+from khe_bayes.sampling import SamplerSettings
+model = build_severity_model(reconstruct_datasets(load_evidence(), 1, seed=5)[0], kind="ordinal")
+settings = SamplerSettings(draws=100, tune=100, chains=1, seed=3, backend="nutpie")
+posterior = CompiledSampler(model).sample(model, settings).posterior
+draws = b"".join(posterior[v].values.tobytes() for v in sorted(posterior))
+print(hashlib.sha256(draws).hexdigest())
+"""
+
+
+def test_same_seed_gives_identical_draws_whether_numba_compiles_afresh_or_loads_its_cache():
+    """Regression: with numba's fastmath, the ordinal model's code loaded from PyTensor's
+    on-disk numba cache rounded differently from freshly compiled code, so the same seed gave
+    other draws in a process that found the cache warm (a same-seed reanalysis differed in CI).
+    Three processes: one fills the cache, one reads it, one compiles without it; the draws must
+    agree to the bit."""
+    import subprocess
+    import sys
+
+    def start(cache: bool) -> subprocess.Popen:
+        env = {**os.environ, "PYTENSOR_FLAGS": f"numba__cache={cache}"}
+        return subprocess.Popen(
+            [sys.executable, "-c", _DRAWS_DIGEST],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+
+    def digest(process: subprocess.Popen) -> str:
+        out, err = process.communicate(timeout=600)
+        assert process.returncode == 0, err[-2000:]
+        return out.strip().splitlines()[-1]
+
+    digest(start(cache=True))  # fills the cache if it is cold
+    from_cache, afresh = start(cache=True), start(cache=False)  # side by side: 2 cores
+    assert digest(from_cache) == digest(afresh)
