@@ -2,10 +2,11 @@
 
 A builder turns a dataset into a ``pm.Model`` whose dataset-dependent arrays all enter through
 ``pm.Data`` (observations, index vectors, covariates, counts). Models of the same *structure*
-(coordinates and data shapes) then differ only in those arrays, so one nutpie-compiled sampler
-serves them all: each new dataset swaps its arrays in (``CompiledModel.with_data``) instead of
-compiling again. Building a model stays cheap (no compilation, no sampling); compiling with
-numba takes seconds, sampling the small KHE models well under one.
+(coordinates, data shapes, and the generative graph with its priors: ``structure_key``) then
+differ only in those arrays, so one nutpie-compiled sampler serves them all: each new dataset
+swaps its arrays in (``CompiledModel.with_data``) instead of compiling again. Building a model
+stays cheap (no compilation, no sampling); compiling with numba takes seconds, sampling the
+small KHE models well under one.
 
 Why nutpie: measured on the reconstructed KHE data (benchmarks/RESULTS.md), nutpie samples these
 models many times faster than PyMC's NUTS and its compiled models accept new data directly.
@@ -20,7 +21,9 @@ the deterministics of the re-used compiled graph against a fresh build on anothe
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from collections.abc import Callable, Collection, Hashable
 from typing import Any
 
@@ -30,6 +33,9 @@ import pandas as pd
 import pymc as pm
 import pytensor
 import xarray as xr
+from pytensor.graph.basic import Constant
+from pytensor.graph.traversal import ancestors
+from pytensor.printing import debugprint
 
 
 def model_data(model: pm.Model) -> dict[str, np.ndarray]:
@@ -38,10 +44,35 @@ def model_data(model: pm.Model) -> dict[str, np.ndarray]:
 
 
 def structure_key(model: pm.Model) -> str:
-    """Models with equal keys can share one compiled sampler: same coords, same data shapes."""
+    """Models with equal keys can share one compiled sampler: the same coords, the same data
+    shapes and dtypes, and the same log density and deterministics as graphs (priors and every
+    other constant included), so that only the values in the ``pm.Data`` containers differ."""
     coords = {name: [str(x) for x in values] for name, values in model.coords.items()}
     shapes = {name: [list(v.shape), str(v.dtype)] for name, v in model_data(model).items()}
-    return json.dumps([coords, shapes], sort_keys=True)
+    return json.dumps([coords, shapes, _graph_digest(model)], sort_keys=True)
+
+
+def _graph_digest(model: pm.Model) -> str:
+    """A hash of the model's generative graph: every random variable, deterministic and
+    potential as printed (distributions, how their parameters are computed, the data
+    containers by name but not their values), the values of every constant in it (a prior's
+    parameters, say) and the kind of each variable's transform. A ``CustomDist`` enters by its
+    name and parameters: two with the same name but other ``logp`` functions are not told
+    apart."""
+    outputs = [*model.basic_RVs, *model.deterministics, *model.potentials]
+    text = debugprint(outputs, file="str", print_type=True)
+    text = _RNG_ADDRESS.sub("RNG", text)  # generators print their memory address
+    transforms = [
+        f"{rv.name}:{type(model.rvs_to_transforms.get(rv)).__name__}" for rv in model.free_RVs
+    ]
+    digest = hashlib.sha256("\n".join([text, *transforms]).encode())
+    for variable in ancestors(outputs):
+        if isinstance(variable, Constant):
+            digest.update(np.asarray(variable.data).tobytes())
+    return digest.hexdigest()[:16]
+
+
+_RNG_ADDRESS = re.compile(r"RNG\(<Generator\(\w+\) at 0x[0-9A-Fa-f]+>\)")
 
 
 class CompiledSampler:

@@ -89,6 +89,25 @@ def test_structure_key_separates_different_shapes(datasets):
     assert structure_key(build_response_model(a)) != structure_key(build_response_model(fewer))
 
 
+def test_structure_key_separates_different_priors(datasets):
+    """A cached sampler must not serve a model with other priors on data of the same shape (the
+    priors are constants of the compiled graph, not data); the same priors on other data share
+    one key (checked for every builder above)."""
+    from khe_bayes.hierarchical.response import ResponsePriors
+    from khe_bayes.hierarchical.severity import SeverityPriors
+    from khe_bayes.priors import prior
+
+    a, _ = datasets
+    default = structure_key(build_response_model(a))
+    wider = ResponsePriors(intercept=prior("Normal", mu=1.0, sigma=2.0))
+    assert structure_key(build_response_model(a, wider)) != default
+    assert structure_key(build_response_model(a, ResponsePriors())) == default
+    flatter = SeverityPriors(baseline_category_concentration=2.0)  # an array constant
+    assert structure_key(build_severity_model(a, "ordinal", flatter)) != structure_key(
+        build_severity_model(a, "ordinal")
+    )
+
+
 def test_a_sweep_compiles_once_and_matches_a_fresh_compile(datasets):
     """Three datasets through one cached sampler: one compilation, and the draws for a dataset
     are identical to those of a model compiled for that dataset alone (same seed)."""
