@@ -1,15 +1,19 @@
 """Benchmark: an SBC sweep on 1 vs 2 Dask workers, and an interrupted sweep resumed.
 
     .venv/bin/python benchmarks/bench_dask.py [--spec models/khe_response.toml]
-        [--replications 120] [--skip-resume]
+        [--replications 120 [240 ...]] [--skip-resume]
 
 1. The same sweep (``sbc_tasks`` of the spec: simulate, fit with the model compiled once per
    worker, rank) run twice into fresh stores, on a local cluster of 1 and of 2 single-threaded
    worker processes. Wall time includes starting the cluster and each worker's compilation, as
    a user would see it. Prints both times and the speedup; checks both gave identical ranks
    (same seeds per replication, so where a task runs must not change its result). Each task is
-   timed where it runs, so the output also splits the wall time into the start-up each worker
-   pays before its first task and the time per task afterwards.
+   timed where it runs, so the output also splits the wall time into the fixed cost each worker
+   pays once (cluster start, then its first task: imports, simulation, nutpie compilation) and
+   the steady state after it (tasks per second once every worker has compiled), and prints
+   the steady-state speedup beside the end-to-end one. Several sizes (``--replications 120
+   240 480``) show how the fixed cost, which more workers do not shorten, weighs less as the
+   sweep grows.
 2. ``khe-bayes sbc`` on 2 workers, killed (SIGKILL to its process group, workers included) once
    a third of its replications are stored, then run again with the same command: prints the
    second run's "already done" line and its wall time, and checks no stored task was redone
@@ -53,16 +57,21 @@ def timed_sweep(spec: Path, replications: int, workers: int, store: Path):
     wall = time.time() - started
     timing = np.array([r.pop("_timing") for r in results.values()])
     begin, end, cpu, pid = timing.T
-    first = ", ".join(f"{begin[pid == p].min() - started:.1f}" for p in np.unique(pid))
-    busy = end.max() - begin.min()
+    # a worker's first task carries its fixed cost: imports, simulation, nutpie compilation
+    first = np.array([np.argmin(np.where(pid == p, begin, np.inf)) for p in np.unique(pid)])
+    ready = end[first].max() - started  # every worker has finished its first task
+    steady = (begin >= end[first].max()).sum() / (end.max() - end[first].max())
+    later = np.setdiff1d(np.arange(len(begin)), first)
     print(
-        f"{workers} worker(s): wall {wall:.1f} s; first task started {first} "
-        f"s after the sweep began (cluster start, imports, simulation, compilation); then "
-        f"{busy:.1f} s running {len(results)} tasks: {(end - begin).mean():.3f} s wall and "
-        f"{cpu.mean():.3f} s CPU per task",
+        f"{workers} worker(s): wall {wall:.1f} s; first task ended "
+        f"{', '.join(f'{end[i] - started:.1f}' for i in first)} s after the sweep began "
+        f"(cluster start, imports, simulation, compilation; first tasks took "
+        f"{', '.join(f'{end[i] - begin[i]:.1f}' for i in first)} s); every worker ready at "
+        f"{ready:.1f} s; later tasks {(end - begin)[later].mean():.3f} s wall and "
+        f"{cpu[later].mean():.3f} s CPU each; steady state {steady:.2f} tasks/s",
         flush=True,
     )
-    return wall, collect(results)[0]
+    return wall, steady, collect(results)[0]
 
 
 def resume_demo(spec: Path, replications: int, tmp: Path) -> None:
@@ -113,23 +122,27 @@ def resume_demo(spec: Path, replications: int, tmp: Path) -> None:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--spec", type=Path, default=REPO / "models" / "khe_response.toml")
-    p.add_argument("--replications", type=int, default=120)
+    p.add_argument("--replications", type=int, nargs="+", default=[120])
     p.add_argument("--skip-resume", action="store_true")
     args = p.parse_args()
     print(
         f"machine: {platform.platform()}, {os.cpu_count()} cores, python "
-        f"{platform.python_version()}; spec {args.spec.name}, {args.replications} replications"
+        f"{platform.python_version()}; spec {args.spec.name}"
     )
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        one, ranks_one = timed_sweep(args.spec, args.replications, 1, tmp / "w1")
-        two, ranks_two = timed_sweep(args.spec, args.replications, 2, tmp / "w2")
-        print(
-            f"speedup 1 -> 2 workers: {one / two:.2f}x; identical ranks: "
-            f"{ranks_one.equals(ranks_two)}"
-        )
+        for r in args.replications:
+            print(f"--- {r} replications", flush=True)
+            one, steady_one, ranks_one = timed_sweep(args.spec, r, 1, tmp / f"w1_{r}")
+            two, steady_two, ranks_two = timed_sweep(args.spec, r, 2, tmp / f"w2_{r}")
+            print(
+                f"{r} replications: speedup 1 -> 2 workers {one / two:.2f}x end to end, "
+                f"{steady_two / steady_one:.2f}x in the steady state; identical ranks: "
+                f"{ranks_one.equals(ranks_two)}",
+                flush=True,
+            )
         if not args.skip_resume:
-            resume_demo(args.spec, args.replications, tmp)
+            resume_demo(args.spec, args.replications[0], tmp)
 
 
 if __name__ == "__main__":
