@@ -49,10 +49,10 @@ def structure_key(model: pm.Model) -> str:
     other constant included), so that only the values in the ``pm.Data`` containers differ."""
     coords = {name: [str(x) for x in values] for name, values in model.coords.items()}
     shapes = {name: [list(v.shape), str(v.dtype)] for name, v in model_data(model).items()}
-    return json.dumps([coords, shapes, _graph_digest(model)], sort_keys=True)
+    return json.dumps([coords, shapes, graph_digest(model)], sort_keys=True)
 
 
-def _graph_digest(model: pm.Model) -> str:
+def graph_digest(model: pm.Model) -> str:
     """A hash of the model's generative graph: every random variable, deterministic and
     potential as printed (distributions, how their parameters are computed, the data
     containers by name but not their values), the values of every constant in it (a prior's

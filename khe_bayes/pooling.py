@@ -25,6 +25,7 @@ import pandas as pd
 import pymc as pm
 import xarray as xr
 
+from khe_bayes.compiled import graph_digest
 from khe_bayes.sampling import SamplerSettings, derive_seed, fit, with_seed
 from khe_bayes.summary import (
     DEFAULT_RULES,
@@ -106,13 +107,16 @@ def dataset_tasks(
     posterior_predictive: bool = True,
     attrs: dict | None = None,
 ) -> list[Task]:
-    """One sweep task per dataset: :func:`fit_dataset`."""
+    """One sweep task per dataset: :func:`fit_dataset`. Each task's fingerprint covers the
+    model's generative graph (so other priors are not served a stored result), its data and
+    the sampler settings."""
+    model = graph_digest(build(datasets[0])) if datasets else ""
     return [
         Task(
             f"{name}__dataset_{m:03d}",
             fit_dataset,
             (name, build, data, m, settings, var_names, posterior_predictive, attrs),
-            fingerprint(name, var_names, posterior_predictive, attrs, data, settings, m),
+            fingerprint(name, model, var_names, posterior_predictive, attrs, data, settings, m),
         )
         for m, data in enumerate(datasets)
     ]

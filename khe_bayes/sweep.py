@@ -12,9 +12,9 @@ Every finished task's result is written to the store (atomically: temporary file
 written first; the JSON then points to it). The fingerprint is a hash of what the task computes
 from (its data, priors, sampler settings), so running the same sweep again skips the tasks
 already stored and an interrupted sweep resumes where it stopped, while a sweep with other
-inputs computes afresh beside the old results instead of picking them up. (It does not hash
-khe-bayes's own code: after changing a model, use a new store.) Results are JSON or netCDF,
-readable without khe-bayes.
+inputs computes afresh beside the old results instead of picking them up. (A model fit's
+fingerprint includes the model's generative graph; nothing hashes the rest of khe-bayes's code:
+after changing it, use a new store.) Results are JSON or netCDF, readable without khe-bayes.
 
 Where the work runs: :func:`run_tasks` with ``SweepOptions()`` runs the tasks one after another
 in this process; ``workers=N`` starts a local cluster of N single-threaded worker processes,

@@ -91,3 +91,29 @@ def test_reconstruction_fits_on_dask_match_in_process_and_resume_from_the_store(
         local.per_dataset[0].posterior["combination_effect"].values,
         local.per_dataset[1].posterior["combination_effect"].values,
     )
+
+
+def test_dataset_tasks_fingerprint_the_model_so_other_priors_are_not_served_from_a_store():
+    from functools import partial
+
+    from khe_bayes.evidence import load_evidence
+    from khe_bayes.hierarchical import build_response_model
+    from khe_bayes.hierarchical.response import ResponsePriors
+    from khe_bayes.pooling import dataset_tasks
+    from khe_bayes.priors import prior
+    from khe_bayes.reconstruct import reconstruct_datasets
+    from khe_bayes.sampling import SamplerSettings
+
+    datasets = reconstruct_datasets(load_evidence(), 2, seed=21)
+    settings = SamplerSettings(draws=100, tune=100, chains=2, backend="nutpie")
+    wider = ResponsePriors(kmp_effect=prior("Normal", mu=0.0, sigma=2.0))
+
+    def keys(build):
+        tasks = dataset_tasks("response", build, datasets, settings, ["response_rate"])
+        return [(t.key, t.fingerprint) for t in tasks]
+
+    default = keys(build_response_model)
+    assert keys(partial(build_response_model, priors=ResponsePriors())) == default
+    other = keys(partial(build_response_model, priors=wider))
+    assert [k for k, _ in other] == [k for k, _ in default]  # same task names ...
+    assert all(a != b for (_, a), (_, b) in zip(other, default, strict=True))  # ... not served
