@@ -68,7 +68,9 @@ def graph_digest(model: pm.Model) -> str:
     digest = hashlib.sha256("\n".join([text, *transforms]).encode())
     for variable in ancestors(outputs):
         if isinstance(variable, Constant):
-            digest.update(np.asarray(variable.data).tobytes())
+            data = np.asarray(variable.data)
+            # an object constant's bytes are pointers, which differ between processes
+            digest.update(repr(variable.data).encode() if data.dtype == object else data.tobytes())
     return digest.hexdigest()[:16]
 
 

@@ -207,3 +207,30 @@ def test_same_seed_gives_identical_draws_whether_numba_compiles_afresh_or_loads_
     digest(start(cache=True))  # fills the cache if it is cold
     from_cache, afresh = start(cache=True), start(cache=False)  # side by side: 2 cores
     assert digest(from_cache) == digest(afresh)
+
+
+def test_graph_digest_is_the_same_in_another_process(datasets):
+    """Stored fits are fingerprinted with the model's graph digest, so a store is only
+    resumable if the digest does not depend on the process (memory addresses, hash seeds)."""
+    import subprocess
+    import sys
+
+    from khe_bayes.compiled import graph_digest
+
+    script = (
+        "from functools import partial\n"
+        "from khe_bayes.compiled import graph_digest\n"
+        "from khe_bayes.evidence import load_evidence\n"
+        "from khe_bayes.hierarchical import *\n"
+        "from khe_bayes.reconstruct import reconstruct_datasets\n"
+        "builders = [build_response_model, partial(build_severity_model, kind='ordinal'),\n"
+        "    partial(build_severity_model, kind='gaussian'), build_shrinkage_model,\n"
+        "    build_contrast_model]\n"
+        "data = reconstruct_datasets(load_evidence(), 2, seed=11)[0]\n"
+        "print(' '.join(graph_digest(build(data)) for build in builders))\n"
+    )
+    here = " ".join(graph_digest(build(datasets[0])) for build in BUILDERS.values())
+    env = {**os.environ, "PYTHONHASHSEED": "123"}
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split() == here.split()
