@@ -45,7 +45,7 @@ def model_data(model: pm.Model) -> dict[str, np.ndarray]:
 
 def structure_key(model: pm.Model) -> str:
     """Models with equal keys can share one compiled sampler: the same coords, the same data
-    shapes and dtypes, and the same log density and deterministics as graphs (priors and every
+    shapes and dtypes, and the same generative graph (:func:`graph_digest`: priors and every
     other constant included), so that only the values in the ``pm.Data`` containers differ."""
     coords = {name: [str(x) for x in values] for name, values in model.coords.items()}
     shapes = {name: [list(v.shape), str(v.dtype)] for name, v in model_data(model).items()}
