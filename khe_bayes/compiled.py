@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable, Collection, Hashable
+from collections.abc import Collection, Hashable
 from typing import Any
 
 import arviz as az
@@ -238,16 +238,3 @@ _PROCESS_CACHE = SamplerCache()
 def process_cache() -> SamplerCache:
     """One cache per process (each Dask worker process keeps its own compiled models)."""
     return _PROCESS_CACHE
-
-
-def sample_compiled(
-    build: Callable[[], pm.Model],
-    settings: Any,
-    *,
-    label: Hashable,
-    cache: SamplerCache | None = None,
-) -> tuple[pm.Model, az.InferenceData]:
-    """Build a model, sample it with the cached compiled sampler for ``label`` and return both."""
-    model = build()
-    sampler = (cache or _PROCESS_CACHE).sampler_for(model, label)
-    return model, sampler.sample(model, settings)
