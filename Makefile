@@ -1,6 +1,6 @@
 # Two commands for a new user: `make reanalyze` and `make test`.
 # Both create .venv from the committed lock file on first use.
-PYTHON ?= python3.11
+PYTHON ?= $(shell scripts/find-python)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.khe-installed
@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 .PHONY: reanalyze test test-slow lint format bench clean-venv
 
 $(STAMP): requirements.lock pyproject.toml
-	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=/path/to/python3.11'"; exit 2; }
+	@test -n "$(PYTHON)" || exit 2
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
