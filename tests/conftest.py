@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -23,3 +25,22 @@ def source_abstract() -> str:
     if not SOURCE_ABSTRACT.exists():
         pytest.skip(f"source abstract not found at {SOURCE_ABSTRACT}")
     return SOURCE_ABSTRACT.read_text(encoding="utf-8")
+
+
+NAN = np.nan
+# 10 patients: 6 KMP (3 combination, 3 sirolimus alone), 4 non-KMP; some follow-ups missing.
+SMALL_IPD = pd.DataFrame(
+    {
+        "patient_id": [f"P{i}" for i in range(10)],
+        "center": ["a", "a", "b", "b", "c", "c", "a", "b", "c", "a"],
+        "kmp": [1, 1, 1, 1, 1, 1, 0, 0, 0, 0],
+        "arm": ["combination"] * 3 + ["sirolimus"] * 7,
+        "age_months": [2.0, 5.5, 1.0, 8.0, 3.5, 6.0, 30.0, 44.0, 12.0, 60.0],
+        "response_6m": [1, 1, 0, 1, 1, NAN, 1, 1, 0, 1],
+        "response_12m": [1, 1, 1, 1, NAN, 1, 1, 1, 1, 0],
+        "severity_0m": [8, 7, 9, 6, 5, 6, 4, 5, 3, 4],
+        "severity_6m": [3, 4, 5, 2, NAN, 3, 2, 1, 2, 3],
+        "severity_12m": [2, 2, 3, 1, 2, NAN, 1, 1, 0, 2],
+        "shrinkage_12m": [60.0, 45.0, 70.0, 30.0, 20.0, NAN, 55.0, 25.0, 40.0, 35.0],
+    }
+)
