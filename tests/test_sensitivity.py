@@ -1,6 +1,7 @@
-"""Prior grid and leave-one-center-out on one target with short chains: every grid cell and
-every center appear, priors move the posterior in the direction they pull, and the shifts are
-computed against the full-data fit."""
+"""Prior grid and leave-one-center-out on the shrinkage target, checked against independent
+predictions: each non-neutral prior's posterior is predicted from the neutral fit by
+normal-normal precision weighting, and leave-one-center-out is run on data with a planted
+center-specific effect whose removal must show up in that center's row."""
 
 from __future__ import annotations
 
@@ -19,33 +20,107 @@ from khe_bayes.sweep import SweepOptions
 DATA = reconstruct_datasets(load_evidence(), 1, seed=21)[0]
 SHRINKAGE = tuple(t for t in TARGETS if t.model == "shrinkage_combination")
 FAST = SamplerSettings(draws=200, tune=200, chains=2, seed=3, progressbar=False)
+# the prior-grid check needs a smaller Monte Carlo error than FAST gives (see below)
+GRID = SamplerSettings(
+    draws=1000, tune=500, chains=2, seed=3, target_accept=0.95, progressbar=False
+)
 
 
-def test_prior_grid_covers_every_cell_and_priors_pull_their_way():
-    grid = prior_grid(DATA, FAST, SHRINKAGE)
-    assert len(grid) == 3 * 2
-    assert set(grid["effect_prior"].str.split(":").str[0]) == {
-        "sceptical",
-        "neutral",
+def _label(cell: str) -> str:
+    return cell.split(":")[0]
+
+
+def test_prior_grid_matches_precision_weighting_of_the_neutral_fit():
+    """The shrinkage model is linear-Gaussian in ``combination_effect``, so its likelihood for
+    the effect is close to Normal(L, s_L^2). From the neutral fit (prior N(0, 15^2), posterior
+    mean m_0 and SD s_0): 1/s_L^2 = 1/s_0^2 - 1/15^2 and L = s_L^2 m_0 / s_0^2. Under a prior
+    N(mu_p, s_p^2) the posterior is then predicted to have precision 1/s_L^2 + 1/s_p^2 and mean
+    (L/s_L^2 + mu_p/s_p^2) / precision. Each grid cell's mean and SD must match the prediction.
+
+    Tolerance: Monte Carlo error plus the normal approximation. MCSE of a posterior mean is
+    sd / sqrt(ESS) and of an SD about sd / sqrt(2 ESS); ESS of this effect with nutpie is at
+    least half the 2 x 1000 draws (assumed conservatively), so MCSE(mean) <= sd / sqrt(1000).
+    The prediction inherits the neutral fit's error scaled by its weight w = s^2 / s_L^2 (<= 1),
+    so the combined MCSE is sqrt(mcse_cell^2 + (w mcse_neutral)^2) and we allow 4 of them
+    (false failure < 1e-4 per comparison). The likelihood is not exactly normal (unknown
+    sigma, center effects): with long chains the prediction is off by up to 0.1 posterior SD
+    for the mean and 6% for the SD, so 0.15 SD and 8% are added. An ignored prior moves the
+    sceptical SD from the predicted ~3.8 to the neutral ~5.5 points (> 10 MCSE) and the
+    enthusiastic mean by ~2.3 points (> 5 MCSE): both fail."""
+    target = dataclasses.replace(
+        SHRINKAGE[0], center_sd_priors={"weak": SHRINKAGE[0].center_sd_priors["weak"]}
+    )
+    grid = prior_grid(DATA, GRID, (target,))
+    assert sorted(_label(c) for c in grid["effect_prior"]) == [
         "enthusiastic",
-    }
-    by = grid.groupby(grid["effect_prior"].str.split(":").str[0])["mean"].mean()
-    # the enthusiastic prior (mean +10) pulls the effect up, the sceptical one (SD 5) towards 0
-    assert by["enthusiastic"] > by["neutral"]
-    # Allowance for Monte Carlo error: each mean averages two fits of 2 x 200 draws with posterior
-    # SD about 5 points, so its MCSE is about 5 / sqrt(400) = 0.25; the difference of two such
-    # means has MCSE 0.35, and 1.0 is about 2.8 of those (one-sided false failure ~0.3%). The
-    # sceptical prior halves the effect, so the check fails if the prior is ignored.
-    mc_allowance = 1.0
-    assert abs(by["sceptical"]) < abs(by["neutral"]) + mc_allowance
+        "neutral",
+        "sceptical",
+    ]
+    assert (grid["divergences"] <= 2).all()  # a few in the weak center-SD funnel at most
+    grid = grid.set_index(grid["effect_prior"].map(_label))
+    n_eff = GRID.draws * GRID.chains / 2
+
+    neutral = grid.loc["neutral"]
+    prior0 = target.effect_priors["neutral"].params
+    assert prior0["mu"] == 0.0
+    like_prec = 1 / neutral["sd"] ** 2 - 1 / prior0["sigma"] ** 2
+    like_mean = neutral["mean"] / neutral["sd"] ** 2 / like_prec
+    assert like_prec > 0
+    for name in ("sceptical", "enthusiastic"):
+        p = target.effect_priors[name].params
+        prec = like_prec + 1 / p["sigma"] ** 2
+        pred_mean = (like_mean * like_prec + p["mu"] / p["sigma"] ** 2) / prec
+        pred_sd = 1 / np.sqrt(prec)
+        weight = like_prec / prec
+        cell = grid.loc[name]
+        mcse_mean = np.hypot(cell["sd"], weight * neutral["sd"]) / np.sqrt(n_eff)
+        mcse_sd = np.hypot(cell["sd"], weight * neutral["sd"]) / np.sqrt(2 * n_eff)
+        assert abs(cell["mean"] - pred_mean) <= 4 * mcse_mean + 0.15 * pred_sd, (
+            name,
+            cell["mean"],
+            pred_mean,
+        )
+        assert abs(cell["sd"] - pred_sd) <= 4 * mcse_sd + 0.08 * pred_sd, (
+            name,
+            cell["sd"],
+            pred_sd,
+        )
 
 
-def test_leave_one_center_out_has_one_row_per_center():
-    loco = leave_one_center_out(DATA, FAST, SHRINKAGE)
-    assert sorted(loco["left_out"]) == sorted(DATA["center"].unique())
-    ok = loco[loco["note"] == ""]
-    np.testing.assert_allclose(ok["shift"], ok["mean"] - ok["full_mean"])
-    assert (ok["n_left_out"] >= 1).all()
+def _planted_center_data():
+    """DATA with its centers merged into 3 (4 refits instead of 7) and +40 points of shrinkage
+    for the combination patients of the center with most of them: a center-specific
+    combination effect that the center random effect cannot absorb."""
+    data = DATA.copy()
+    codes = data["center"].astype("category").cat.codes
+    data["center"] = "merged_" + (codes % 3).astype(str)
+    kmp_comb = (data["kmp"] == 1) & (data["arm"] == "combination")
+    planted = data.loc[kmp_comb, "center"].value_counts().idxmax()
+    boost = kmp_comb & (data["center"] == planted)
+    data.loc[boost, "shrinkage_12m"] = np.minimum(data.loc[boost, "shrinkage_12m"] + 40, 100)
+    return data, planted
+
+
+def test_leave_one_center_out_refits_without_the_center_it_names():
+    """Every row must come from a successful refit (no note, finite numbers; a table of failed
+    refits fails here), name a center of the data with its patient count, and the planted
+    center's row must show the planted effect leaving: the combination effect falls when that
+    center is left out, by more than for any other center and by more than 4 posterior SDs of
+    Monte Carlo error (MCSE of a mean from 400 draws is at most sd / sqrt(200) ~ 0.07 sd)."""
+    data, planted = _planted_center_data()
+    loco = leave_one_center_out(data, FAST, SHRINKAGE)
+    counts = data["center"].value_counts()
+    assert sorted(loco["left_out"]) == sorted(counts.index)
+    assert (loco["note"].fillna("") == "").all(), loco["note"].tolist()
+    assert np.isfinite(loco[["mean", "sd", "full_mean", "shift"]].to_numpy(float)).all()
+    for _, row in loco.iterrows():
+        assert row["n_left_out"] == counts[row["left_out"]]
+    shifts = loco.set_index("left_out")["shift"]
+    assert shifts.idxmin() == planted, shifts.to_dict()
+    full_sd = loco["sd"].max()
+    assert shifts[planted] < -4 * full_sd / np.sqrt(200)
+    # the planted effect is large: removing it moves the estimate by several points
+    assert shifts[planted] < -5.0
 
 
 def _one_cell_target():
