@@ -54,7 +54,12 @@ def test_fifty_datasets_reproduce_everything(recon):
         }
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=25,
+    deadline=None,
+    derandomize=True,  # fixed examples every run: the README says seeds are fixed
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(seed=st.integers(min_value=0, max_value=2**32 - 1))
 def test_property_any_seed_reproduces_everything(seed):
     (frame,) = reconstruct_datasets(EVIDENCE, 1, seed=seed)

@@ -8,6 +8,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
@@ -67,9 +68,13 @@ def test_every_family_reads_its_observations_from_data_containers(name):
     "name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_SBC else n for n in SBC_SPECS]
 )
 def test_small_sbc_passes(name):
-    """20 replications, 4 bins (5 expected per bin): weak, but it catches gross errors in a
-    family's likelihood, simulation or sampler plumbing (it caught the ordinal model's cutpoint
-    prior, whose forward draws did not follow its density); the full runs are the real check."""
+    """20 replications, 4 bins (5 expected per bin), Bonferroni over the ranked parameters: a
+    smoke test, not a calibration check. Its power (test_fast_sbc_power_is_as_stated): about
+    0.6-0.8 against a posterior biased by one posterior SD, 0.15-0.4 against one twice too wide,
+    0.04-0.14 against one twice too narrow. It catches gross errors in a family's likelihood,
+    simulation or sampler plumbing (it caught the ordinal model's cutpoint prior, whose forward
+    draws did not follow its density); test_sbc_catches_an_ignored_prior is the check with
+    power against a plausible miscalibration, and the full runs are in benchmarks/RESULTS.md."""
     model, family, spec = _model(name)
     ranks, diags = run_sbc(model, family.summary_vars(spec), REPLICATIONS, settings=FAST, seed=3)
     test = uniformity(ranks, n_ranks=100, bins=BINS)
@@ -104,6 +109,72 @@ def test_sbc_flags_a_model_fitted_with_the_wrong_prior():
     test = uniformity(ranks, n_ranks=100, bins=BINS).set_index("parameter")
     assert not test.loc["mu", "uniform"]
     assert test.loc["mu", "p_value"] < 1e-6
+
+
+def _power(ranks_of, replications: int, bins: int, n_params: int, sims: int, rng) -> float:
+    """Share of simulated SBC runs whose parameter ``ranks_of(R)`` (ranks 0..99) fails the
+    uniformity rule with ``n_params`` ranked parameters (Bonferroni). The rule's threshold and
+    p-value come from :func:`uniformity` itself on the first run; the remaining runs use the
+    same chi-square vectorized (checked equal on that first run)."""
+    ranks = np.stack([ranks_of(replications) for _ in range(sims)])
+    table = pd.DataFrame(
+        {
+            "replication": list(range(replications)) * n_params,
+            "parameter": np.repeat([f"p{i}" for i in range(n_params)], replications),
+            "rank": np.concatenate([ranks[0], *[ranks[0]] * (n_params - 1)]),
+        }
+    )
+    first = uniformity(table, n_ranks=100, bins=bins).iloc[0]
+    counts = np.stack([np.bincount(r * bins // 100, minlength=bins) for r in ranks])
+    p = stats.chisquare(counts, axis=1).pvalue
+    assert p[0] == pytest.approx(first["p_value"], rel=1e-12)
+    assert bool(p[0] >= first["threshold"]) == first["uniform"]
+    return float(np.mean(p < first["threshold"]))
+
+
+def test_fast_sbc_power_is_as_stated():
+    """The fast SBC rule's power, by simulation of ranks (no sampling). A posterior N(m, s^2)
+    whose truth sits at m + s (d + Z) (biased by d SDs) or m + s c Z (c times too narrow)
+    ranks the truth at Phi(d + Z) or Phi(c Z) of its draws. 2000 simulated runs each: the
+    powers are known to +/- 0.02 (2 binomial SE); the bands below bracket the measured powers
+    (1 parameter: null 0.008, bias 0.79, too wide 0.39, too narrow 0.14; 6 parameters: 0.0005,
+    0.61, 0.16, 0.04) by about +/- 0.1, for 1 and for 6 ranked parameters (Bonferroni)."""
+    rng = np.random.default_rng(20)
+
+    def ranks(u):
+        return np.minimum((100 * u).astype(int), 99)
+
+    null = lambda r: rng.integers(0, 100, r)  # noqa: E731
+    bias1 = lambda r: ranks(stats.norm.cdf(1.0 + rng.normal(size=r)))  # noqa: E731
+    wide2 = lambda r: ranks(stats.norm.cdf(0.5 * rng.normal(size=r)))  # noqa: E731
+    narrow2 = lambda r: ranks(stats.norm.cdf(2.0 * rng.normal(size=r)))  # noqa: E731
+    for n_params, bands in (
+        (1, {"null": (0, 0.03), "bias1": (0.7, 0.9), "wide2": (0.3, 0.5), "narrow2": (0.06, 0.22)}),
+        (6, {"null": (0, 0.02), "bias1": (0.5, 0.72), "wide2": (0.1, 0.25), "narrow2": (0, 0.1)}),
+    ):
+        for name, gen in (("null", null), ("bias1", bias1), ("wide2", wide2), ("narrow2", narrow2)):
+            power = _power(gen, REPLICATIONS, BINS, n_params, 2000, rng)
+            lo, hi = bands[name]
+            assert lo <= power <= hi, (n_params, name, power)
+
+
+def test_sbc_catches_an_ignored_prior():
+    """Eight schools simulated with its spec's tau ~ HalfCauchy(5) but fitted with the prior on
+    tau effectively ignored (HalfCauchy(500)): with eight schools tau is weakly identified, so
+    the posterior puts mass on large tau and the true tau ranks low. The fast rule misses this
+    (about 10 6 3 1 of 20 ranks per quarter, p ~ 0.03 against a Bonferroni threshold of 0.001
+    over 10 parameters); 40 replications ranking tau alone (5 bins, alpha 0.01) catch it:
+    with the rank distribution seen there (~0.4, 0.35, 0.1, 0.1, 0.05 per fifth) the expected
+    chi-square is ~21 on 4 df (p ~ 3e-4), power > 0.9. The correct prior passes the same test
+    (test_small_sbc_passes ranks tau too)."""
+    model, _, spec = _model("normal_eight_schools.toml")
+    ignored, _, _ = _model(
+        "normal_eight_schools.toml",
+        priors=spec.priors.model_copy(update={"tau": prior("HalfCauchy", beta=500.0)}),
+    )
+    ranks, _ = run_sbc(model, ["tau"], 40, fit_model=ignored, settings=FAST, seed=3)
+    test = uniformity(ranks, n_ranks=100, bins=5, alpha=0.01).set_index("parameter")
+    assert not test.loc["tau", "uniform"], test.to_string()
 
 
 def square_unless_marked(x: int, marker: str) -> dict:
