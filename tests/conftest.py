@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,46 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCE_ABSTRACT = REPO.parent / "shared" / "source" / "000_8504a13c01ada11f.txt"
+
+
+FAST = [
+    "--draws",
+    "200",
+    "--tune",
+    "200",
+    "--chains",
+    "2",
+    "--seed",
+    "5",
+    "--datasets",
+    "2",  # two reconstructions: pooling runs end to end
+    "--no-progress",
+    "--no-sensitivity",
+]
+
+
+def run_cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "khe_bayes.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=cwd,
+    )
+
+
+@pytest.fixture(scope="session")
+def result_dir(tmp_path_factory):
+    """Run as `make reanalyze` does: a relative --out from the working directory.
+    KHE_TEST_RESULT_DIR=DIR reuses a finished run with the FAST settings (while developing
+    tests; never set by make test)."""
+    if os.environ.get("KHE_TEST_RESULT_DIR"):
+        return Path(os.environ["KHE_TEST_RESULT_DIR"])
+    work = tmp_path_factory.mktemp("cli")
+    out = work / "results" / "reanalysis"
+    proc = run_cli("reanalyze", "--out", "results/reanalysis", *FAST, cwd=work)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return out
 
 
 @pytest.fixture(scope="session")

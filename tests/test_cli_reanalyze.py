@@ -4,27 +4,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 
 import pandas as pd
 import pytest
+from conftest import FAST, run_cli
 
 from khe_bayes.cli import main
 
-FAST = [
-    "--draws",
-    "200",
-    "--tune",
-    "200",
-    "--chains",
-    "2",
-    "--seed",
-    "5",
-    "--datasets",
-    "1",
-    "--no-progress",
-    "--no-sensitivity",
-]
 OUTCOMES = {
     "response_6m",
     "response_12m",
@@ -35,26 +21,6 @@ OUTCOMES = {
 }
 
 
-def run_cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "khe_bayes.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=cwd,
-    )
-
-
-@pytest.fixture(scope="module")
-def result_dir(tmp_path_factory):
-    """Run as `make reanalyze` does: a relative --out from the working directory."""
-    work = tmp_path_factory.mktemp("cli")
-    out = work / "results" / "reanalysis"
-    proc = run_cli("reanalyze", "--out", "results/reanalysis", *FAST, cwd=work)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return out
-
-
 def test_writes_every_output(result_dir):
     names = {p.relative_to(result_dir).as_posix() for p in result_dir.rglob("*") if p.is_file()}
     for expected in [
@@ -63,6 +29,13 @@ def test_writes_every_output(result_dir):
         "zero_events.csv",
         "diagnostics.csv",
         "closed_form_check.csv",
+        "ipd_summary.csv",
+        "reconstruction_variance.csv",
+        "side_by_side.csv",
+        "side_by_side_ipd.csv",
+        "ppc_reported.csv",
+        "audit.csv",
+        "evidence.csv",
         "report.md",
         "report.html",
         "manifest.json",
@@ -73,7 +46,9 @@ def test_writes_every_output(result_dir):
     manifest = json.loads((result_dir / "manifest.json").read_text())
     assert set(manifest["outputs"]) == names
     assert manifest["settings"]["sampler"]["seed"] == 5
-    assert manifest["versions"]["pymc"].startswith("5.")
+    import pymc
+
+    assert manifest["versions"]["pymc"] == pymc.__version__
     assert len(manifest["inputs_sha256"]["evidence"]) == 64
 
 
@@ -106,7 +81,7 @@ def test_posterior_file_carries_its_spec(result_dir):
     spec = json.loads(idata.posterior.attrs["spec"])
     assert spec["family"] == "aggregate_proportion"
     assert idata.posterior.attrs["prior_set"] == "logit_normal"
-    assert "posterior_predictive" in idata.groups()
+    assert "posterior_predictive" in idata.children
 
 
 def test_every_reported_statistic_is_checked(result_dir):
