@@ -239,6 +239,23 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/test_aggregate.py",),
     ),
     Mutation(
+        "report_truncates_numbers",
+        "report: numbers truncated instead of rounded when printed",
+        "khe_bayes/report.py",
+        '        return f"{value:.{digits}f}"\n',
+        '        return f"{np.trunc(value * 10**digits) / 10**digits:.{digits}f}"\n',
+        ("tests/test_output_values.py::test_every_number_in_the_report_tables_is_the_csv_number",),
+    ),
+    Mutation(
+        "report_thresholds_complement",
+        "report: threshold table prints P(not statement)",
+        "khe_bayes/report_sections.py",
+        'aggregate.thresholds[["prior", "statement", "probability", "mcse", "label"]]',
+        'aggregate.thresholds.assign(probability=lambda f: 1 - f["probability"])[\n'
+        '                ["prior", "statement", "probability", "mcse", "label"]\n            ]',
+        ("tests/test_output_values.py::test_every_number_in_the_report_tables_is_the_csv_number",),
+    ),
+    Mutation(
         "sbc_uniformity_no_bonferroni",
         "SBC: the family-wise alpha is not divided by the number of parameters",
         "khe_bayes/sbc.py",

@@ -26,6 +26,8 @@ from khe_bayes.summary import select_draws
 EVIDENCE = load_evidence()
 LOGIT_NORMAL = ProportionPriors(label="logit_normal", logit_rate=prior("Normal", mu=0, sigma=1.5))
 UNIFORM = ProportionPriors(label="uniform", rate=DEFAULT_RATE_PRIOR)
+# a non-uniform Beta prior: a fit that ignores the prior set (uses Beta(1, 1)) fails here
+JEFFREYS = ProportionPriors(label="jeffreys", rate=prior("Beta", alpha=0.5, beta=0.5))
 
 
 def data(name, evidence_id, interpretation=None):
@@ -97,7 +99,7 @@ def test_zero_event_bounds():
 SETTINGS = SamplerSettings(draws=1000, tune=500, chains=2, seed=11, progressbar=False)
 
 
-@pytest.mark.parametrize("priors", [UNIFORM, LOGIT_NORMAL], ids=lambda p: p.label)
+@pytest.mark.parametrize("priors", [UNIFORM, JEFFREYS, LOGIT_NORMAL], ids=lambda p: p.label)
 def test_mcmc_agrees_with_exact_posterior_within_monte_carlo_error(priors):
     """Tolerance: 4 Monte Carlo standard errors (ESS-based), so a false failure has probability
     of about 6e-5 per comparison; a wrong likelihood or prior shifts these means by many MCSEs."""

@@ -138,6 +138,13 @@ def test_verify_passes_the_reconstruction_it_checks():
             lambda f: f.assign(age_months=f["age_months"] + (f["kmp"] == 0)),
             {"age_difference_kmp"},
         ),
+        # non-KMP patients 0.02 months older: the age CI moves by 0.02, four times the
+        # printed rounding (+/- 0.005), so only an exact rounding check notices
+        (
+            "age_by_0.02",
+            lambda f: f.assign(age_months=f["age_months"] + 0.02 * (f["kmp"] == 0)),
+            {"age_difference_kmp"},
+        ),
         # one 6-month score up by one point: the mean moves by 1/52 = 0.019 (> 0.005)
         (
             "severity_6m",
