@@ -57,7 +57,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         "khe_bayes/aggregate.py",
         'rate = priors.rate.create("rate", dims="outcome")',
         'rate = pm.Beta("rate", 1.0, 1.0, dims="outcome")',
-        ("tests/test_aggregate.py",),
+        (
+            "tests/test_aggregate.py::test_mcmc_agrees_with_exact_posterior_within_monte_carlo_error",
+        ),
     ),
     Mutation(
         "pooling_drops_between_variance",
@@ -236,7 +238,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "khe_bayes/aggregate.py",
         "    return 3.0 / n\n",
         "    return 3.0 / (n + 1)\n",
-        ("tests/test_aggregate.py",),
+        ("tests/test_aggregate.py::test_zero_event_bounds",),
     ),
     Mutation(
         "report_truncates_numbers",
