@@ -23,9 +23,10 @@ and reported on the entry's ``scale``: ``"fraction"`` or ``"percent"`` (percenta
 entry without ``scale`` takes its quantity's (fraction for probabilities and risk differences;
 ``Family.scales``). It is an input error (``khe-bayes fit`` checks :func:`entry_scale` before
 sampling) when a proportion test's quantity is not a proportion (e.g. a log-odds), when an entry
-declares a scale for a test that has none, or when the numbers cannot be on the scale (|value| > 1 as a fraction:
-"0.279 (0.100-0.447)" and "27.9 (10.0-44.7)" are the same result on two scales, and only the
-declared one is compared). The posterior of the quantity is shown on the entry's scale.
+declares a scale for a test that has none, or when the numbers cannot be on the scale
+(|value| > 1 as a fraction: "0.279 (0.100-0.447)" and "27.9 (10.0-44.7)" are the same result
+on two scales, and only the declared one is compared). The posterior of the quantity is shown
+on the entry's scale.
 
 binomial_glmm / normal_glmm take the same tests; ``risk_difference_wald`` needs a quantity with
 ``compare`` on a categorical column (its two levels are the arms; other rows are left out).
