@@ -206,7 +206,8 @@ def _type_columns(frame: pd.DataFrame, spec: GlmmSpec, path: Path) -> pd.DataFra
     for c in frame.columns:
         text = frame[c].str.strip()
         if c == response.outcome:
-            out[c] = _numbers(frame, c, path, integer=response.kind == "binomial", minimum=0)
+            binomial = response.kind == "binomial"
+            out[c] = _numbers(frame, c, path, integer=binomial, minimum=0 if binomial else None)
             continue
         if c == response.size:
             out[c] = _numbers(
