@@ -270,7 +270,7 @@ def test_precision_like_tau_prior_warns_and_legacy_families_take_tau_precision(t
             gamma + "\n" + gamma.replace("tau =", "tau_precision ="),
         )
     )
-    with pytest.raises(InputError, match="not tau and tau_precision"):
+    with pytest.raises(InputError, match="not both tau and tau_precision"):
         load_spec(path)
 
 
@@ -307,8 +307,8 @@ def test_legacy_binomial_with_one_group_has_no_tau(tmp_path):
     [
         (
             "p(events, n) ~ arm + (1 | group)",
-            '[[quantities]]\nname = "q"\nmeasure = "risk_difference"\neffect = "population_averaged"'
-            '\ncompare = { arm = ["control", "treated"] }\n',
+            '[[quantities]]\nname = "q"\nmeasure = "risk_difference"\n'
+            'effect = "population_averaged"\ncompare = { arm = ["control", "treated"] }\n',
             ONE_TRIAL,
             "population average needs",
         ),

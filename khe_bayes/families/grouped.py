@@ -70,7 +70,7 @@ def check_spread(priors, keys: tuple[str, ...]) -> None:
     """At most one way of giving the between-group spread, each on positive values."""
     given = [k for k in keys if getattr(priors, k) is not None]
     if len(given) > 1:
-        raise ValueError(f"give one of {', '.join(keys)}, not {' and '.join(given)}")
+        raise ValueError(f"give one of {', '.join(keys)}; not both {' and '.join(given)}")
     for name in keys:
         p = getattr(priors, name)
         if isinstance(p, Prior) and p.support != "positive":
