@@ -178,21 +178,24 @@ class FormulaData:
     design: Design
     quantity_rows: dict[str, np.ndarray] = field(default_factory=dict)
     quantity_group: dict[str, int] = field(default_factory=dict)
-    compare: dict[str, tuple] = field(default_factory=dict)  # quantity -> (column, [from, to])
+    compare: dict[str, tuple] = field(default_factory=dict)  # name -> (column, [from, to], at)
 
     def standard_table(self, quantity: str | None = None) -> tuple[pd.DataFrame, np.ndarray]:
         """The columns the [[reported]] tests read (``events``, ``n`` and, when ``quantity``
         compares two levels of a categorical column, ``treated``; or ``estimate``, ``se``) and
-        the mask of rows kept (rows at neither compared level are left out)."""
+        the mask of rows kept: rows at neither compared level, or at another level of a
+        categorical column the quantity fixes in ``at``, are left out."""
         r = self.design.response
         names = ("events", "n") if r.kind == "binomial" else ("estimate", "se")
         table = pd.DataFrame({names[0]: self.frame[r.outcome], names[1]: self.frame[r.size]})
         keep = np.ones(len(table), bool)
         compare = self.compare.get(quantity)
         if compare is not None:
-            var, (ref, other) = compare
+            var, (ref, other), fixed = compare
             column = self.frame[var].astype(str)
-            keep = column.isin([str(ref), str(other)]).to_numpy()
+            keep = column.isin([str(ref), str(other)]).to_numpy().copy()
+            for name, value in fixed.items():  # the quantity's categorical 'at' values
+                keep &= (self.frame[name].astype(str) == str(value)).to_numpy()
             table["treated"] = (column == str(other)).astype(float)
         return table[keep].reset_index(drop=True), keep
 
@@ -309,7 +312,12 @@ def _quantity_rows(spec: GlmmSpec, data: FormulaData) -> None:
         if compared is not None and np.allclose(X[0], X[1]):
             raise InputError(f"{q.name}: the two compared rows have the same design", key=key)
         if compared is not None and design.variables[compared] == "categorical":
-            data.compare[q.name] = (compared, q.compare[compared])
+            fixed = {
+                v: q.at[v]
+                for v, k in design.variables.items()
+                if k == "categorical" and v != compared
+            }
+            data.compare[q.name] = (compared, q.compare[compared], fixed)
         data.quantity_rows[q.name] = X
 
 
