@@ -104,7 +104,9 @@ def check_quantity(model: pm.Model, quantity: str, spec_path: Path, key: str) ->
         )
 
 
-def check_spec_against_model(spec, family: Family, model: pm.Model, spec_path: Path) -> None:
+def check_spec_against_model(
+    spec, family: Family, model: pm.Model, spec_path: Path, data=None
+) -> None:
     """Every ``[[thresholds]]`` and ``[[reported]]`` entry must make sense for this model, so a
     misspelt quantity or test fails before sampling, not after."""
     for i, t in enumerate(spec.thresholds):
@@ -124,9 +126,15 @@ def check_spec_against_model(spec, family: Family, model: pm.Model, spec_path: P
                 file=spec_path,
                 key=f"reported[{i + 1}].test",
             )
-        if entry.test == "risk_difference_wald" and "treated" not in model.named_vars:
+        compares = getattr(data, "compare", None)  # formula families: categorical contrasts
+        if entry.test == "risk_difference_wald" and (
+            entry.quantity.partition("[")[0] not in compares
+            if compares is not None
+            else "treated" not in model.named_vars
+        ):
             raise InputError(
-                "risk_difference_wald needs an arm column in the data",
+                "risk_difference_wald needs an arm column in the data"
+                + (" and a quantity comparing two of its levels" if compares is not None else ""),
                 file=spec_path,
                 key=f"reported[{i + 1}].test",
             )
@@ -170,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
     spec, family = load_spec(args.spec)
     spec_dir = args.spec.resolve().parent
     data, model = load_and_build(spec, family, spec_dir, args.spec)
-    check_spec_against_model(spec, family, model, args.spec)
+    check_spec_against_model(spec, family, model, args.spec, data)
     settings = sampler_settings(spec, args)
     idata = fit(
         model,
