@@ -89,6 +89,7 @@ DEFAULTS = {
 }
 GH_NODES = 40
 TAU_KEYS = ("tau", "tau_variance", "tau_precision", "tau_fixed")
+RESERVED = {"b", "u", "z", "X", "n", "se", "row_group", "events", "estimate", *TAU_KEYS}
 
 
 class FormulaPriors(BaseModel):
@@ -154,6 +155,9 @@ class GlmmSpec(SpecBase):
                 raise ValueError(f"quantity {q.name!r}: measure {q.measure!r} {need} 'compare'")
         if len(set(names)) != len(names):
             raise ValueError("quantity names must be unique")
+        taken = [n for n in names if n in RESERVED or n.startswith(("b_", "X_", "group_"))]
+        if taken:
+            raise ValueError(f"quantity name {taken[0]!r} is taken by the model; choose another")
         return self
 
     @property
