@@ -401,3 +401,45 @@ def test_reported_scale_is_the_quantitys_or_declared_and_a_mismatch_is_an_error(
     with pytest.raises(ValueError, match="applies to proportion tests"):
         entry_scale(_Entry("mu", "fixed_effect_inverse_variance", 1, 0, 2, "percent"), scales)
     assert entry_scale(_Entry("mu", "fixed_effect_inverse_variance", 7.7, -0.3, 15.7), {}) is None
+
+
+def test_reported_check_of_a_formula_spec_compares_on_the_entrys_scale():
+    """Seeds' [[reported]] risk difference (fraction scale) against replications drawn around
+    the observed table (a stand-in posterior predictive, no sampling): consistent on its own
+    scale, consistent when the same result is declared in percent, and inconsistent when
+    fractions are declared as percent (the check does compare on the declared scale)."""
+    from types import SimpleNamespace
+
+    import xarray as xr
+
+    from khe_bayes.spec_ppc import check_reported
+
+    spec, family = load_spec(REPO / "models/seeds_formula.toml")
+    data = family.load_data(spec, REPO / "models")
+    n = data.frame["n"].to_numpy().astype(int)
+    rng = np.random.default_rng(1)
+    reps = rng.binomial(n, data.frame["r"].to_numpy() / n, size=(2, 200, n.size))
+    fake = SimpleNamespace(
+        posterior_predictive=xr.Dataset({"events": (("chain", "draw", "row"), reps)}),
+        posterior=xr.Dataset({"rd_extract_o75_pa": (("chain", "draw"), np.full((2, 200), 0.3))}),
+    )
+    scales = family.scales(spec)
+
+    def check(**update):
+        entry = spec.reported[0].model_copy(update=update)
+        table = check_reported(
+            spec.model_copy(update={"reported": [entry]}),
+            family.name,
+            data,
+            fake,
+            quantity_scales=scales,
+        )
+        return table.iloc[0]
+
+    row = check()
+    assert row["scale"] == "fraction" and row["verdict"] == "consistent"
+    assert 0.2 < row["rep_estimate_q2.5"] < 0.317 < row["rep_estimate_q97.5"] < 0.45
+    assert row["posterior_mean"] == pytest.approx(0.3)
+    row = check(estimate=31.7, lower=23.9, upper=39.5, decimals=1, scale="percent")
+    assert row["verdict"] == "consistent" and row["posterior_mean"] == pytest.approx(30.0)
+    assert check(scale="percent")["verdict"] == "inconsistent"
