@@ -75,16 +75,36 @@ compare = { arm = ["control", "treated"] }
 """
 
 
-def test_one_group_two_arm_trial_risk_difference_is_the_frequentist_one(tmp_path):
+LEGACY_TRIAL_SPEC = """
+name = "one_trial_legacy"
+family = "binomial"
+data = "data.csv"
+reference_arm = "control"
+
+[priors]
+mu = { dist = "Flat" }
+arm_effect = { dist = "Flat" }
+"""
+
+
+@pytest.mark.parametrize(
+    ("spec_text", "quantity"),
+    [(TRIAL_SPEC, "rd"), (LEGACY_TRIAL_SPEC, "risk_difference")],
+    ids=["binomial_glmm", "binomial"],
+)
+def test_one_group_two_arm_trial_risk_difference_is_the_frequentist_one(
+    tmp_path, spec_text, quantity
+):
     """One trial, flat priors on the log-odds: the random effect is dropped (one group), the
     posterior of each arm's risk is exactly Beta(events, n - events), so the posterior mean of
     the risk difference equals the estimate 400/1000 - 300/1000 and its 2.5/97.5% quantiles
     equal the Wald interval up to the Beta-vs-normal gap, which is computed exactly here (2e6
-    independent Beta draws) and allowed for besides 4 MCSE."""
+    independent Beta draws) and allowed for besides 4 MCSE. The legacy binomial family (the
+    issue's case: its risk difference was taken at an unidentified mu) now does the same."""
     with pytest.warns(UserWarning, match="one group"):
-        idata = _fit(tmp_path, TRIAL_SPEC, TRIAL)
+        idata = _fit(tmp_path, spec_text, TRIAL)
     assert "tau" not in idata.posterior
-    rd = _draws(idata, "rd")
+    rd = _draws(idata, quantity)
     p1, p0, n = 0.4, 0.3, 1000
     se = np.sqrt(p1 * (1 - p1) / n + p0 * (1 - p0) / n)
     mcse, _ = _mcse_and_ess(rd)
