@@ -43,7 +43,7 @@ def build_sections(
     results = Section("Posterior summaries").add(
         Table(
             aggregate.summary.reset_index()[
-                ["prior", "quantity", "mean", "sd", "hdi_2.5%", "hdi_97.5%", "ess_bulk", "r_hat"]
+                ["prior", "quantity", "mean", "sd", "hdi95_lb", "hdi95_ub", "ess_bulk", "r_hat"]
             ],
             caption="Posterior mean, SD and 95% HDI of each proportion "
             "(summary.csv has all columns).",
@@ -238,8 +238,8 @@ def ipd_section(result: ReanalysisResult, figures: list[Figure]) -> Section:
                     "description",
                     "mean",
                     "sd",
-                    "hdi_2.5%",
-                    "hdi_97.5%",
+                    "hdi95_lb",
+                    "hdi95_ub",
                     "ess_bulk",
                     "r_hat",
                     "flag",
@@ -288,8 +288,8 @@ def sensitivity_section(result: ReanalysisResult) -> Section:
         "effect_prior",
         "center_sd_prior",
         "mean",
-        "hdi_2.5%",
-        "hdi_97.5%",
+        "hdi95_lb",
+        "hdi95_ub",
         "p_gt_0",
         "threshold",
         "p_gt_threshold",

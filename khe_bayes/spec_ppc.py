@@ -39,9 +39,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import arviz as az
 import numpy as np
 import pandas as pd
+import xarray as xr
 from scipy import stats
 
 from khe_bayes.freq import LEVEL, FreqResult, proportion_wald, proportion_wilson
@@ -147,7 +147,7 @@ def replicate_reported(
     spec,
     family: str,
     data: pd.DataFrame,
-    idata: az.InferenceData,
+    idata: xr.DataTree,
     max_draws: int = 1000,
     scales: list[str | None] | None = None,
 ) -> pd.DataFrame:
@@ -184,7 +184,7 @@ def check_reported(
     spec,
     family: str,
     data: pd.DataFrame,
-    idata: az.InferenceData,
+    idata: xr.DataTree,
     max_draws: int = 1000,
     quantity_scales: dict[str, str] | None = None,
 ) -> pd.DataFrame:
@@ -205,7 +205,11 @@ def check_reported(
         )
         for e in spec.reported
     ]
-    scales = [entry_scale(e, quantity_scales or {}) for e in spec.reported]
+    if quantity_scales is None:  # the family's own (lazy import: families import this module's
+        from khe_bayes.families import FAMILIES  # callers, not this module)
+
+        quantity_scales = FAMILIES[family].scales(spec) if family in FAMILIES else {}
+    scales = [entry_scale(e, quantity_scales) for e in spec.reported]
     table = compare_reported(
         reported, replicate_reported(spec, family, data, idata, max_draws, scales)
     )

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import warnings
 from pathlib import Path
 
-import arviz as az
 import pymc as pm
 
 from khe_bayes.commands.reanalyze import EXIT_STRICT, add_sampler_arguments
+from khe_bayes.datatree import save
 from khe_bayes.errors import InputError
-from khe_bayes.families import FAMILIES, Family, load_spec
+from khe_bayes.families import Family, load_spec
 from khe_bayes.families.base import SpecWarning
 from khe_bayes.manifest import build_manifest, sha256_file
 from khe_bayes.outputs import check_can_write, staged_directory, write_json
@@ -39,7 +38,7 @@ def register(sub) -> None:
         "--backend",
         choices=["nutpie", "pymc"],
         default=None,
-        help="sampler (default: the spec's [sampler] backend if it sets one, else nutpie)",
+        help="sampler (default: the spec's [sampler] backend, nutpie unless it says pymc)",
     )
     p.add_argument(
         "--target-accept",
@@ -57,8 +56,6 @@ def sampler_settings(spec, args: argparse.Namespace) -> SamplerSettings:
         for k in ("seed", "draws", "tune", "chains", "cores", "backend", "target_accept")
         if getattr(args, k, None) is not None
     }
-    if "backend" not in update and "backend" not in base.model_fields_set:
-        update["backend"] = "nutpie"  # fit's default: the fast backend (compiled with numba)
     if args.progress is not None:
         update["progressbar"] = args.progress
     try:
@@ -145,14 +142,6 @@ def check_spec_against_model(
             raise InputError(str(exc), file=spec_path, key=f"reported[{i + 1}]") from None
 
 
-def rebuild_from_idata(idata: az.InferenceData, spec_dir: Path) -> pm.Model:
-    """Rebuild the model a saved result came from: its spec is in ``posterior.attrs``."""
-    raw = json.loads(idata.posterior.attrs["spec"])
-    family: Family = FAMILIES[raw["family"]]
-    spec = family.spec.model_validate(raw)
-    return family.build(spec, family.load_data(spec, spec_dir))
-
-
 def load_and_build(spec, family: Family, spec_dir: Path, spec_path: Path):
     """Load the data and build the model; a spec error without a file names the spec, and each
     SpecWarning (e.g. one group, a precision-like tau prior) is printed as one line."""
@@ -184,7 +173,11 @@ def run(args: argparse.Namespace) -> int:
         model,
         settings,
         posterior_predictive=True,
-        attrs={"spec": spec.model_dump(mode="json"), "family": family.name},
+        attrs={
+            "spec": spec.model_dump(mode="json"),
+            "family": family.name,
+            "spec_folder": str(spec_dir),
+        },
     )
     var_names = [v for v in family.summary_vars(spec) if v in idata.posterior]
     summary = summarize(idata, var_names, family.descriptions_for(spec))
@@ -193,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
     inputs.update({str(p): sha256_file(p) for p in family.data_files(spec, spec_dir)})
     with staged_directory(args.out, overwrite=args.overwrite) as stage:
         summary.to_csv(stage / "summary.csv", float_format="%.6g")
-        idata.to_netcdf(stage / "posterior.nc")
+        save(idata, stage / "posterior.nc")
         outputs = ["summary.csv", "posterior.nc", "manifest.json"]
         if spec.thresholds:
             threshold_probabilities(idata, spec.thresholds).to_csv(

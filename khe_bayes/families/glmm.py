@@ -268,7 +268,7 @@ def build_glmm(spec: GlmmSpec, data: FormulaData) -> pm.Model:
                 model.add_coord(f"coef_{_safe(term)}", design.coef_labels[cols])
                 parts.append(p.create(name, dims=f"coef_{_safe(term)}"))
         b = pm.Deterministic("b", pt.concatenate(parts), dims="coef")
-        eta = pt.dot(pm.Data("X", design.X), b)
+        eta = pt.dot(pm.Data("X", design.X, dims=("row", "coef")), b)
         tau = None
         if has_re:
             tau = _tau(spec)
@@ -276,23 +276,23 @@ def build_glmm(spec: GlmmSpec, data: FormulaData) -> pm.Model:
                 tau = pm.Deterministic("tau", tau)
             z = pm.Normal("z", 0.0, 1.0, dims="group")
             u = pm.Deterministic("u", tau * z, dims="group")
-            eta = eta + u[pm.Data("row_group", design.group_index)]
+            eta = eta + u[pm.Data("row_group", design.group_index, dims="row")]
         r = design.response
         y = data.frame[r.outcome].to_numpy()
         if kind == "binomial":
             pm.Binomial(
                 "events",
-                n=pm.Data("n", data.frame[r.size].to_numpy().astype(np.int64)),
+                n=pm.Data("n", data.frame[r.size].to_numpy().astype(np.int64), dims="row"),
                 logit_p=eta,
-                observed=pm.Data("events_observed", y.astype(np.int64)),
+                observed=pm.Data("events_observed", y.astype(np.int64), dims="row"),
                 dims="row",
             )
         else:
             pm.Normal(
                 "estimate",
                 eta,
-                pm.Data("se", data.frame[r.size].to_numpy(float)),
-                observed=pm.Data("estimate_observed", y.astype(float)),
+                pm.Data("se", data.frame[r.size].to_numpy(float), dims="row"),
+                observed=pm.Data("estimate_observed", y.astype(float), dims="row"),
                 dims="row",
             )
         for q in spec.quantities:

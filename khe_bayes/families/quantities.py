@@ -164,7 +164,11 @@ def quantity_rows(spec, data: FormulaData) -> None:
 
 def add_quantity(q: QuantitySpec, kind: str, data: FormulaData, b, tau, u) -> None:
     """The quantity as a scalar Deterministic named ``q.name`` (see families/glmm.py)."""
-    eta = pt.dot(pm.Data(f"X_{q.name}", data.quantity_rows[q.name]), b)
+    model = pm.modelcontext(None)
+    at = [str(v) for v in q.compare[next(iter(q.compare))]] if q.compare else ["at"]
+    model.add_coord(f"{q.name}_at", at)
+    rows = data.quantity_rows[q.name]
+    eta = pt.dot(pm.Data(f"X_{q.name}", rows, dims=(f"{q.name}_at", "coef")), b)
     if q.group is not None and u is not None:
         eta = eta + u[pm.Data(f"group_{q.name}", np.int64(data.quantity_group[q.name]))]
     if kind == "normal":
