@@ -236,7 +236,7 @@ def _safe(term: str) -> str:
 
 def _tau(spec: GlmmSpec):
     if spec.priors.tau_fixed is not None:
-        return pt.constant(spec.priors.tau_fixed, dtype="float64")
+        return pt.constant(spec.priors.tau_fixed, name="tau_fixed", dtype="float64")
     return spread(spec.priors, DEFAULTS[spec.likelihood]["tau"])
 
 
