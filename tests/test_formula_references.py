@@ -255,6 +255,10 @@ def test_fit_command_uses_nutpie_by_default_and_takes_sampler_options(tmp_path):
     assert sampler["chains"] == 2 and sampler["tune"] == 300
     summary = pd.read_csv(out / "summary.csv", index_col=0)
     assert {"rd_extract_o75", "rd_extract_o75_pa", "p_o73_cucumber"} <= set(summary.index)
+    # median and equal-tailed 2.5/97.5% quantiles beside the HDI (BUGS / Stan users' columns)
+    assert {"median", "eti95_lb", "eti95_ub", "hdi95_lb", "hdi95_ub"} <= set(summary.columns)
+    assert (summary["eti95_lb"] <= summary["median"]).all()
+    assert (summary["median"] <= summary["eti95_ub"]).all()
     ppc = pd.read_csv(out / "ppc_reported.csv")
     assert ppc.loc[0, "scale"] == "fraction"
     assert 0 < ppc.loc[0, "posterior_mean"] < 1  # the quantity on the entry's (fraction) scale
