@@ -255,6 +255,8 @@ def write_results(
     csv("ipd_summary.csv", ipd.summary, index=True)
     csv("reconstruction_variance.csv", ipd.variance_share)
     csv("side_by_side_ipd.csv", result.side_by_side_ipd)
+    if ipd.loo is not None:
+        csv("model_comparison.csv", ipd.loo)
     if result.prior_grid is not None:
         csv("sensitivity_prior_grid.csv", result.prior_grid)
         csv("sensitivity_leave_one_center_out.csv", result.loco)

@@ -259,6 +259,18 @@ def ipd_section(result: ReanalysisResult, figures: list[Figure]) -> Section:
                 "variance over total, law of total variance).",
             )
         )
+    if ipd.loo is not None:
+        section.add(
+            Table(
+                ipd.loo.drop(columns=["note"]),
+                caption="Severity models compared by PSIS-LOO, leaving one patient out "
+                "(model_comparison.csv): higher elpd_loo predicts a new patient's scores better; "
+                "elpd_diff and dse are the difference to the best model and its SE; Pareto k "
+                "above 0.7 marks patients for whom the estimate is unreliable. The Gaussian "
+                "model's densities are compared with the ordinal model's probabilities of the "
+                "integer scores (a density approximates the probability of the unit bin).",
+            )
+        )
     section.add(
         Table(
             result.side_by_side_ipd,
