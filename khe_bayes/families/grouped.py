@@ -221,6 +221,9 @@ def _group_effects(priors, mu, n_groups: int, default_tau: Prior):
     and no tau (SpecWarning says so)."""
     if n_groups == 1:
         warnings.warn(ONE_GROUP, SpecWarning, stacklevel=3)
+        for key in SPREAD_KEYS:
+            if getattr(priors, key) is not None:
+                warnings.warn(f"priors.{key} is unused (one group)", SpecWarning, stacklevel=3)
         return pm.Deterministic("theta", mu[None], dims="group")
     tau = spread(priors, default_tau)
     z = pm.Normal("z", 0.0, 1.0, dims="group")
