@@ -21,6 +21,7 @@ from khe_bayes.hierarchical import (
 )
 from khe_bayes.hierarchical.response import response_long
 from khe_bayes.hierarchical.severity import severity_long
+from khe_bayes.identification import SET, identification_table, prior_variances
 from khe_bayes.pooling import (
     PooledFit,
     dataset_tasks,
@@ -55,6 +56,7 @@ IPD_MODELS: tuple[IPDModel, ...] = (
             "center_response_rate",
             "kmp_effect",
             "center_sd",
+            "patient_sd",
         ],
         {
             "response_rate": "Response probability, cohort KMP mix, typical center",
@@ -62,6 +64,8 @@ IPD_MODELS: tuple[IPDModel, ...] = (
             "center_response_rate": "Response probability at each center (shrunk)",
             "kmp_effect": "Log-odds ratio of response, KMP vs non-KMP",
             "center_sd": "Between-center SD of the log-odds of response",
+            "patient_sd": "Between-patient SD of the log-odds of response (a patient's two "
+            "visits are correlated)",
         },
     ),
     IPDModel(
@@ -142,6 +146,24 @@ class IPDResult:
     summary: pd.DataFrame | None = None
     variance_share: pd.DataFrame | None = None
     diagnostics: pd.DataFrame | None = None
+    identification: pd.DataFrame | None = None
+    prior_variance: dict[tuple[str, str], float] = field(default_factory=dict)
+
+    @property
+    def from_data(self) -> bool:
+        return self.source != "reconstruction"
+
+    def headline(self) -> pd.DataFrame:
+        """Identification rows not set by assumptions (the headline estimands)."""
+        return self.identification[self.identification["label"] != SET]
+
+    def datasets_needed(self) -> int:
+        """Datasets needed for the pooled mean's Monte Carlo SE to be < 10% of the posterior SD
+        for every headline scalar."""
+        head = set(zip(self.headline()["model"], self.headline()["quantity"], strict=True))
+        share = self.variance_share
+        keep = [(m, q) in head for m, q in zip(share["model"], share["quantity"], strict=True)]
+        return int(share.loc[keep, "datasets_needed"].max()) if any(keep) else 1
 
 
 def run_ipd_models(
@@ -151,10 +173,13 @@ def run_ipd_models(
     models: tuple[IPDModel, ...] = IPD_MODELS,
     progress: Callable[[str], None] = lambda _m: None,
     options: SweepOptions = IN_PROCESS,
+    previous: IPDResult | None = None,
 ) -> IPDResult:
-    """Fit every model to every dataset and pool. The fits are one sweep (``options``): in
-    this process by default, or all models' datasets as tasks on Dask."""
-    result = IPDResult(source=source, datasets=datasets)
+    """Fit every model to every dataset and pool by Rubin's rules. The fits are one sweep
+    (``options``): in this process by default, or all models' datasets as tasks on Dask. With
+    ``previous`` (fitted to the first datasets), only the new ``datasets`` are fitted and all
+    are pooled."""
+    first = len(previous.datasets) if previous else 0
     tasks = {
         spec.name: dataset_tasks(
             spec.name,
@@ -163,13 +188,20 @@ def run_ipd_models(
             settings,
             spec.var_names,
             attrs={"model": spec.name, "data_source": source},
+            first=first,
         )
         for spec in models
     }
     done = run_tasks([t for ts in tasks.values() for t in ts], options, progress)
+    result = IPDResult(
+        source=source, datasets=[*(previous.datasets if previous else []), *datasets]
+    )
     summaries, shares, diags = [], [], []
     for spec in models:
-        fit = pool_fits(spec.name, [done[t.key] for t in tasks[spec.name]], spec.var_names)
+        fits = [done[t.key] for t in tasks[spec.name]]
+        if previous:
+            fits = [*previous.fits[spec.name].per_dataset, *fits]
+        fit = pool_fits(spec.name, fits, spec.var_names)
         result.fits[spec.name] = fit
         table = pooled_summary(fit, spec.descriptions)
         table.insert(0, "model", spec.name)
@@ -178,9 +210,35 @@ def run_ipd_models(
         share.insert(0, "model", spec.name)
         shares.append(share)
         diags.append(pooled_diagnostics(fit))
+        if previous:
+            result.prior_variance.update(
+                {k: v for k, v in previous.prior_variance.items() if k[0] == spec.name}
+            )
+        else:
+            model = spec.build(result.datasets[0])
+            variances = prior_variances(model, spec.var_names, seed=settings.seed)
+            result.prior_variance.update({(spec.name, q): v for q, v in variances.items()})
     result.summary = pd.concat(summaries)
     result.variance_share = pd.concat(shares, ignore_index=True)
     result.diagnostics = pd.concat(diags, ignore_index=True)
+    result.identification = identification_table(
+        result.variance_share, result.prior_variance, from_data=result.from_data
+    )
+    labels = dict(
+        zip(
+            zip(result.identification["model"], result.identification["quantity"], strict=True),
+            result.identification["label"],
+            strict=True,
+        )
+    )
+    result.summary.insert(
+        1,
+        "identification",
+        [
+            labels.get((m, q), "")
+            for m, q in zip(result.summary["model"], result.summary.index, strict=True)
+        ],
+    )
     return result
 
 

@@ -119,8 +119,10 @@ def dataset_tasks(
     *,
     posterior_predictive: bool = True,
     attrs: dict | None = None,
+    first: int = 0,
 ) -> list[Task]:
-    """One sweep task per dataset: :func:`fit_dataset`. Each task's fingerprint covers the
+    """One sweep task per dataset: :func:`fit_dataset`; the datasets are numbered from
+    ``first`` (so datasets added later get seeds of their own). Each task's fingerprint covers the
     model's generative graph (so other priors are not served a stored result), its data and
     the sampler settings."""
     model = graph_digest(build(datasets[0])) if datasets else ""
@@ -131,7 +133,7 @@ def dataset_tasks(
             (name, build, data, m, settings, var_names, posterior_predictive, attrs),
             fingerprint(name, model, var_names, posterior_predictive, attrs, data, settings, m),
         )
-        for m, data in enumerate(datasets)
+        for m, data in enumerate(datasets, start=first)
     ]
 
 

@@ -1,0 +1,125 @@
+"""Identification: which estimands do the published numbers pin down, and which are set by the
+reconstruction's assumptions?
+
+Two measures per scalar estimand of a model pooled over M reconstructed datasets:
+
+- **contraction** ``1 - T / prior variance``: how much the posterior (Rubin's total variance T,
+  :mod:`khe_bayes.pooling`) narrowed the prior. Near 0 the posterior is the prior: the data
+  (published or reconstructed) say nothing about the estimand. The prior variance is computed
+  from forward draws of the model's prior (:func:`prior_variances`).
+- **reconstruction share** ``(1 + 1/M) B / T``: the part of the posterior variance that comes
+  from the spread of the estimate across datasets. Every dataset draws its generator settings
+  (the assumptions of :mod:`khe_bayes.reconstruct`) afresh from their priors, so this is the
+  spread of the estimate across generator settings: large means the answer depends on what was
+  assumed about the unreported patient data, not on the published numbers.
+
+Rule (:data:`RULE`), applied to every scalar:
+
+- **set by assumptions**: contraction < 0.5 or reconstruction share >= 0.5;
+- **determined by the published numbers**: contraction >= 0.9 and reconstruction share < 0.2;
+- **partly** determined otherwise.
+
+With the user's own patient data (one dataset, no reconstruction) the share is 0 and the label
+says "by the data" instead of "by the published numbers". A variable with several elements gets
+the least-determined label of its elements (:func:`variable_labels`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pymc as pm
+
+SET = "set by assumptions"
+PARTLY = "partly"
+DETERMINED = "determined by the published numbers"
+DETERMINED_BY_DATA = "determined by the data"
+ORDER = {SET: 0, PARTLY: 1, DETERMINED: 2, DETERMINED_BY_DATA: 2}
+
+CONTRACTION_SET = 0.5
+SHARE_SET = 0.5
+CONTRACTION_DETERMINED = 0.9
+SHARE_DETERMINED = 0.2
+
+RULE = (
+    f"'{SET}' when the prior-to-posterior contraction (1 - posterior variance / prior variance) "
+    f"is below {CONTRACTION_SET} or the reconstruction's share of the posterior variance (its "
+    f"spread across datasets, each with generator settings drawn afresh from the assumptions' "
+    f"priors) is at least {SHARE_SET}; '{DETERMINED}' when the contraction is at least "
+    f"{CONTRACTION_DETERMINED} and the share below {SHARE_DETERMINED}; '{PARTLY}' otherwise. A "
+    f"variable with several elements takes the least-determined label of its elements."
+)
+
+
+def scalar_labels(name: str, dims: tuple[str, ...], coords: dict) -> list[str]:
+    """Row labels of a variable's elements, as in the pooled summaries: ``name[a, b]``."""
+    if not dims:
+        return [name]
+    grids = [list(coords[d]) for d in dims]
+    return [
+        f"{name}[{', '.join(str(g[i]) for g, i in zip(grids, idx, strict=True))}]"
+        for idx in np.ndindex(*[len(g) for g in grids])
+    ]
+
+
+def prior_variances(
+    model: pm.Model, var_names: list[str], draws: int = 4000, seed: int = 0
+) -> dict[str, float]:
+    """Variance of each scalar element of ``var_names`` under the model's prior (forward draws
+    with :func:`pymc.draw`; the observed data do not enter)."""
+    values = pm.draw([model[v] for v in var_names], draws=draws, random_seed=seed)
+    out: dict[str, float] = {}
+    for name, arr in zip(var_names, values, strict=True):
+        dims = model.named_vars_to_dims.get(name, ())
+        arr = np.asarray(arr, float).reshape(draws, -1)
+        for label, column in zip(scalar_labels(name, dims, model.coords), arr.T, strict=True):
+            out[label] = float(np.var(column))
+    return out
+
+
+def label(contraction: float, share: float, *, from_data: bool = False) -> str:
+    """The identification label under :data:`RULE`."""
+    if not np.isfinite(contraction) or contraction < CONTRACTION_SET or share >= SHARE_SET:
+        return SET
+    if contraction >= CONTRACTION_DETERMINED and share < SHARE_DETERMINED:
+        return DETERMINED_BY_DATA if from_data else DETERMINED
+    return PARTLY
+
+
+def identification_table(
+    variance_share: pd.DataFrame, prior_variance: dict[str, float], *, from_data: bool = False
+) -> pd.DataFrame:
+    """One row per scalar of ``variance_share`` (``pooling.reconstruction_variance_share``, with
+    a ``model`` column): contraction, share, the spread of the estimate across datasets (SD of
+    the per-dataset posterior means, i.e. across generator settings) and the label."""
+    rows = []
+    for r in variance_share.itertuples(index=False):
+        prior_var = prior_variance.get((r.model, r.quantity), np.nan)
+        contraction = 1 - r.total_variance / prior_var if prior_var > 0 else np.nan
+        rows.append(
+            {
+                "model": r.model,
+                "quantity": r.quantity,
+                "prior_sd": float(np.sqrt(prior_var)),
+                "posterior_sd": float(np.sqrt(r.total_variance)),
+                "contraction": contraction,
+                "reconstruction_share": r.reconstruction_share,
+                "spread_across_datasets_sd": float(np.sqrt(r.between_variance)),
+                "label": label(contraction, r.reconstruction_share, from_data=from_data),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def variable_of(quantity: str) -> str:
+    return quantity.split("[", 1)[0]
+
+
+def variable_labels(table: pd.DataFrame) -> dict[tuple[str, str], str]:
+    """(model, variable) -> the least-determined label of its elements."""
+    out: dict[tuple[str, str], str] = {}
+    for r in table.itertuples(index=False):
+        key = (r.model, variable_of(r.quantity))
+        if key not in out or ORDER[r.label] < ORDER[out[key]]:
+            out[key] = r.label
+    return out
