@@ -18,6 +18,7 @@ from khe_bayes.aggregate import AggregateProportionSpec
 from khe_bayes.aggregate_analysis import AggregateResult, run_aggregate
 from khe_bayes.audit import audit
 from khe_bayes.evidence import Evidence, load_evidence
+from khe_bayes.identification import RULE, variable_labels
 from khe_bayes.ipd import load_ipd
 from khe_bayes.ipd_analysis import IPDResult, replicate_ipd, run_ipd_models, side_by_side_ipd
 from khe_bayes.manifest import build_manifest, sha256_file, sha256_text
@@ -30,7 +31,7 @@ from khe_bayes.plots import (
     zero_event_plot,
 )
 from khe_bayes.ppc import compare_reported, replicate_counts, reported_statistics
-from khe_bayes.reconstruct import ReconstructionSettings, reconstruct_datasets
+from khe_bayes.reconstruct import ReconstructionSettings, assumption_draws, reconstruct_datasets
 from khe_bayes.report import Figure, render_html, render_markdown
 from khe_bayes.report_sections import build_sections, manifest_section
 from khe_bayes.sampling import SamplerSettings
@@ -65,6 +66,9 @@ class ReanalysisSettings:
     ppc_draws_per_dataset: int = 100
     min_draws_per_dataset: int = 2000
     sensitivity: bool = True
+    # Rubin's rules: add datasets (up to max_datasets) until the pooled mean's Monte Carlo SE is
+    # < 10% of the posterior SD for every headline estimand (those not set by assumptions)
+    max_datasets: int = 8
     # where the IPD fits and the sensitivity refits run
     sweep: SweepOptions = field(default_factory=SweepOptions)
 
@@ -99,6 +103,9 @@ class ReanalysisResult:
     audit: pd.DataFrame
     inputs: dict[str, str] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
+    assumptions: pd.DataFrame | None = None  # the reconstruction's generator parameters
+    assumption_draws: pd.DataFrame | None = None  # their values per dataset
+    dataset_growth: dict = field(default_factory=dict)
 
     @property
     def converged(self) -> bool:
@@ -128,9 +135,14 @@ def run_reanalysis(
     audit_table = audit(evidence)
     datasets, source = patient_data(settings, evidence, progress)  # bad IPD fails before sampling
     aggregate = run_aggregate(spec, evidence, settings.sampler, progress=progress)
+    fit_started = time.time()
     ipd = run_ipd_models(
         datasets, settings.ipd_sampler(), source, progress=progress, options=settings.sweep
     )
+    growth: dict = {}
+    if source == "reconstruction":
+        ipd, growth = grow_datasets(ipd, settings, evidence, time.time() - fit_started, progress)
+        datasets = ipd.datasets
     grid = loco = None
     if settings.sensitivity:
         sens = settings.ipd_sampler()
@@ -169,7 +181,13 @@ def run_reanalysis(
         diagnostics=diag,
         audit=audit_table,
         inputs=inputs,
+        dataset_growth=growth,
     )
+    if source == "reconstruction":
+        result.assumptions = settings.reconstruction.assumptions.table(
+            settings.reconstruction.centers
+        )
+        result.assumption_draws = assumption_draws(datasets)
     progress(f"writing results to {out}")
     with staged_directory(out, overwrite=overwrite) as stage:
         result.files = write_results(stage, settings, result, started)
@@ -189,6 +207,49 @@ def patient_data(
         evidence, settings.datasets, settings.sampler.seed, settings.reconstruction
     )
     return datasets, "reconstruction"
+
+
+def grow_datasets(
+    ipd: IPDResult,
+    settings: ReanalysisSettings,
+    evidence: Evidence,
+    seconds: float,
+    progress: Callable[[str], None],
+) -> tuple[IPDResult, dict]:
+    """Rubin's rules: fit more reconstructions (up to ``settings.max_datasets``) while some
+    headline estimand's pooled-mean Monte Carlo SE is >= 10% of its posterior SD. Dataset i is
+    always child i of the seed, so the first datasets are the same as before."""
+    initial = len(ipd.datasets)
+    per_dataset = seconds / initial
+    needed = ipd.datasets_needed()
+    while needed > len(ipd.datasets) and len(ipd.datasets) < settings.max_datasets:
+        target = min(needed, settings.max_datasets)
+        progress(
+            f"{needed} datasets needed for Monte Carlo error < 10% of the posterior SD; "
+            f"fitting {target - len(ipd.datasets)} more (cap {settings.max_datasets})"
+        )
+        started = time.time()
+        new = reconstruct_datasets(
+            evidence, target, settings.sampler.seed, settings.reconstruction
+        )[len(ipd.datasets) :]
+        ipd = run_ipd_models(
+            new,
+            settings.ipd_sampler(),
+            ipd.source,
+            progress=progress,
+            options=settings.sweep,
+            previous=ipd,
+        )
+        per_dataset = (time.time() - started) / len(new)
+        needed = ipd.datasets_needed()
+    growth = {
+        "initial": initial,
+        "final": len(ipd.datasets),
+        "max": settings.max_datasets,
+        "needed": needed,
+        "seconds_per_dataset": per_dataset,
+    }
+    return ipd, growth
 
 
 def posterior_predictive_checks(
@@ -248,6 +309,10 @@ def write_results(
     csv("ipd_summary.csv", ipd.summary, index=True)
     csv("reconstruction_variance.csv", ipd.variance_share)
     csv("side_by_side_ipd.csv", result.side_by_side_ipd)
+    csv("identification.csv", ipd.identification)
+    if result.assumptions is not None:
+        csv("assumptions.csv", result.assumptions)
+        csv("assumption_draws.csv", result.assumption_draws, index=True)
     if result.prior_grid is not None:
         csv("sensitivity_prior_grid.csv", result.prior_grid)
         csv("sensitivity_leave_one_center_out.csv", result.loco)
@@ -287,6 +352,21 @@ def write_results(
             "ipd_file": str(settings.ipd_file) if settings.ipd_file else None,
             "sensitivity": settings.sensitivity,
             "reconstruction_interpretations": settings.reconstruction.interpretations(),
+            "max_datasets": settings.max_datasets,
+            "dataset_growth": result.dataset_growth,
+            "assumptions": (
+                None
+                if settings.ipd_file
+                else {
+                    name: a.label()
+                    for name, a in settings.reconstruction.assumptions.parameters.items()
+                }
+            ),
+            "identification_rule": RULE,
+            "identification": {
+                f"{m}/{v}": lab
+                for (m, v), lab in variable_labels(result.ipd.identification).items()
+            },
         },
         inputs=result.inputs,
         outputs=[*written, "report.md", "report.html", "manifest.json"],
