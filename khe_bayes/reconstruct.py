@@ -493,10 +493,7 @@ def _draw_ages(evidence, n_kmp, n_non, rng, g) -> np.ndarray:
         sd_kmp = g["kmp_age_cv"] * mean_kmp
         var_non = ((n_kmp + n_non - 2) * pooled_sd**2 - (n_kmp - 1) * sd_kmp**2) / (n_non - 1)
         if var_non <= 0 or mean_kmp <= 0 or sd_kmp <= 0:
-            raise ValueError(
-                f"kmp_mean_age_months = {mean_kmp:g} and kmp_age_cv = {g['kmp_age_cv']:g} "
-                "cannot reproduce the age interval"
-            )
+            raise _Rejected  # these ages cannot reproduce the age interval
         mean_non, sd_non = mean_kmp + diff, np.sqrt(var_non)
         ages_kmp = _exact_sample(rng.gamma((mean_kmp / sd_kmp) ** 2, size=n_kmp), mean_kmp, sd_kmp)
         ages_non = _exact_sample(rng.gamma((mean_non / sd_non) ** 2, size=n_non), mean_non, sd_non)
@@ -589,7 +586,13 @@ def _add_response(frame, evidence, rng, g, u) -> None:
     )
     weight = np.exp(log_w - log_w.max())
     non6 = rng.choice(n, size=n6 - k6, replace=False, p=weight / weight.sum())
-    non12 = rng.choice(non6, size=n12 - k12, replace=False)
+    # 12-month non-responders: first among the 6-month ones; any beyond those by the same weights
+    non12 = rng.choice(non6, size=min(n12 - k12, len(non6)), replace=False)
+    extra = n12 - k12 - len(non12)
+    if extra > 0:
+        rest = np.setdiff1d(np.arange(n), non6)
+        w = weight[rest] / weight[rest].sum()
+        non12 = np.r_[non12, rng.choice(rest, size=extra, replace=False, p=w)]
     r6, r12 = np.ones(n, int), np.ones(n, int)
     r6[non6], r12[non12] = 0, 0
     frame["response_6m"], frame["response_12m"] = r6, r12
