@@ -17,7 +17,12 @@ Rule (:data:`RULE`), applied to every scalar:
 
 - **set by assumptions**: contraction < 0.5 or reconstruction share >= 0.5;
 - **determined by the published numbers**: contraction >= 0.9 and reconstruction share < 0.2;
-- **partly** determined otherwise.
+- **partly** determined otherwise;
+- and, for reconstructed data only, a quantity the abstract reports nothing about
+  (:data:`UNREPORTED`: everything between-center, since no per-center number is published) is
+  **set by assumptions** whatever the two measures say: the pseudo-data's center differences
+  were put there by the generator (``center_heterogeneity``, ``center_sizes``), so a posterior
+  that contracts is learning the assumption, not the study.
 
 With the user's own patient data (one dataset, no reconstruction) the share is 0 and the label
 says "by the data" instead of "by the published numbers". A variable with several elements gets
@@ -41,12 +46,18 @@ SHARE_SET = 0.5
 CONTRACTION_DETERMINED = 0.9
 SHARE_DETERMINED = 0.2
 
+# variables about which the abstract reports nothing (no per-center numbers are published)
+UNREPORTED = frozenset({"center_sd", "center_response_rate", "center_effect", "center_z"})
+
 RULE = (
     f"'{SET}' when the prior-to-posterior contraction (1 - posterior variance / prior variance) "
     f"is below {CONTRACTION_SET} or the reconstruction's share of the posterior variance (its "
     f"spread across datasets, each with generator settings drawn afresh from the assumptions' "
     f"priors) is at least {SHARE_SET}; '{DETERMINED}' when the contraction is at least "
-    f"{CONTRACTION_DETERMINED} and the share below {SHARE_DETERMINED}; '{PARTLY}' otherwise. A "
+    f"{CONTRACTION_DETERMINED} and the share below {SHARE_DETERMINED}; '{PARTLY}' otherwise. "
+    f"With reconstructed data, between-center quantities ({', '.join(sorted(UNREPORTED))}) are "
+    f"'{SET}' whatever the measures say: the abstract publishes no per-center number, so what "
+    f"the pseudo-data say about centers was put there by the generator's assumptions. A "
     f"variable with several elements takes the least-determined label of its elements."
 )
 
@@ -87,15 +98,24 @@ def label(contraction: float, share: float, *, from_data: bool = False) -> str:
 
 
 def identification_table(
-    variance_share: pd.DataFrame, prior_variance: dict[str, float], *, from_data: bool = False
+    variance_share: pd.DataFrame,
+    prior_variance: dict[tuple[str, str], float],
+    *,
+    from_data: bool = False,
+    unreported: frozenset[str] = UNREPORTED,
 ) -> pd.DataFrame:
     """One row per scalar of ``variance_share`` (``pooling.reconstruction_variance_share``, with
     a ``model`` column): contraction, share, the spread of the estimate across datasets (SD of
-    the per-dataset posterior means, i.e. across generator settings) and the label."""
+    the per-dataset posterior means, i.e. across generator settings), the label and the reason.
+    ``unreported`` applies only to reconstructed data (``from_data`` False)."""
     rows = []
     for r in variance_share.itertuples(index=False):
         prior_var = prior_variance.get((r.model, r.quantity), np.nan)
         contraction = 1 - r.total_variance / prior_var if prior_var > 0 else np.nan
+        if not from_data and variable_of(r.quantity) in unreported:
+            forced = {"label": SET, "reason": "not reported in the abstract (per-center)"}
+        else:
+            forced = {}
         rows.append(
             {
                 "model": r.model,
@@ -106,9 +126,24 @@ def identification_table(
                 "reconstruction_share": r.reconstruction_share,
                 "spread_across_datasets_sd": float(np.sqrt(r.between_variance)),
                 "label": label(contraction, r.reconstruction_share, from_data=from_data),
+                "reason": _reason(contraction, r.reconstruction_share),
             }
+            | forced
         )
     return pd.DataFrame(rows)
+
+
+def _reason(contraction: float, share: float) -> str:
+    parts = []
+    if not np.isfinite(contraction) or contraction < CONTRACTION_SET:
+        parts.append(f"contraction {contraction:.2f} < {CONTRACTION_SET}")
+    if share >= SHARE_SET:
+        parts.append(f"reconstruction share {share:.2f} >= {SHARE_SET}")
+    if parts:
+        return "; ".join(parts)
+    if contraction >= CONTRACTION_DETERMINED and share < SHARE_DETERMINED:
+        return f"contraction {contraction:.2f}, share {share:.2f}"
+    return f"contraction {contraction:.2f}, share {share:.2f} (between the thresholds)"
 
 
 def variable_of(quantity: str) -> str:

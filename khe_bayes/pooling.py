@@ -19,7 +19,8 @@ each ``q_m`` carries its own MCMC error too, so this is the whole error of the p
 the posterior SD, with the number of datasets that would make it < 10% of it
 (:func:`datasets_needed`). The pooled draws' own spread is ``W + (M-1)/M B``, so the pooled
 interval is computed from draws whose between-dataset deviations are stretched by
-``sqrt((M+1)/(M-1))`` (:func:`rubin_draws`): their variance is exactly ``T``.
+``sqrt((M+1)/(M-1))`` (:func:`rubin_draws`): their variance is exactly ``T`` (for an SD or a
+probability the stretch is on the log or logit scale, so the interval stays in the support).
 
 Convergence is judged per dataset (chains of different datasets target different posteriors, so
 R-hat across them is meaningless): the pooled summary reports the worst per-dataset R-hat and
@@ -236,10 +237,15 @@ def datasets_needed(within: float, between: float, ratio: float = MC_ERROR_RATIO
     return int(np.floor((1 - r2) * between / (r2 * (within + between)))) + 1
 
 
-def rubin_draws(per_dataset: list[np.ndarray]) -> np.ndarray:
+def rubin_draws(per_dataset: list[np.ndarray], support: str = "real") -> np.ndarray:
     """Pooled draws whose variance is Rubin's T: each dataset's draws shifted so that its mean's
     deviation from the pooled mean is stretched by sqrt((M+1)/(M-1)). Draws of one dataset are
-    returned unchanged."""
+    returned unchanged. ``support`` "positive" or "unit" does the stretch on the log or logit
+    scale (so an SD or a probability stays in its support; the variance is then T on that
+    scale)."""
+    if support in ("positive", "unit"):
+        fwd, back = (np.log, np.exp) if support == "positive" else (_logit, _expit)
+        return back(rubin_draws([fwd(np.asarray(d, float)) for d in per_dataset]))
     m = len(per_dataset)
     if m < 2:
         return np.asarray(per_dataset[0], float)
@@ -252,6 +258,23 @@ def rubin_draws(per_dataset: list[np.ndarray]) -> np.ndarray:
             for d, mu in zip(per_dataset, means, strict=True)
         ]
     )
+
+
+def _logit(x):
+    return np.log(x) - np.log1p(-x)
+
+
+def _expit(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def support_of(per_dataset: list[np.ndarray]) -> str:
+    """ "unit" if every draw is in (0, 1), "positive" if every draw is > 0, else "real"."""
+    lo = min(float(np.min(d)) for d in per_dataset)
+    hi = max(float(np.max(d)) for d in per_dataset)
+    if lo > 0 and hi < 1:
+        return "unit"
+    return "positive" if lo > 0 else "real"
 
 
 def hdi(draws: np.ndarray, prob: float = 0.95) -> tuple[float, float]:
@@ -305,7 +328,7 @@ def pooled_summary(
     for label in per_draws[0]:
         draws = [p[label] for p in per_draws]
         r = rubin_pool([d.mean() for d in draws], [d.var() for d in draws])
-        lo, hi = hdi(rubin_draws(draws), HDI_PROB)
+        lo, hi = hdi(rubin_draws(draws, support_of(draws)), HDI_PROB)
         rows[label] = {"mean": r.mean, "sd": r.sd, "hdi_2.5%": lo, "hdi_97.5%": hi, "rubin": r}
     per = [
         az.summary(i, var_names=fit.var_names, kind="diagnostics", round_to="none")

@@ -59,3 +59,18 @@ def test_table_and_variable_labels():
     assert list(table["label"]) == [DETERMINED, PARTLY, DETERMINED]
     assert table["contraction"].tolist() == pytest.approx([0.99, 0.5, 0.98])
     assert variable_labels(table) == {("m", "a"): DETERMINED, ("m", "b"): PARTLY}
+
+
+def test_unreported_center_quantities_are_set_by_assumptions_only_for_reconstructions():
+    share = pd.DataFrame(
+        {
+            "model": ["m"],
+            "quantity": ["center_sd"],
+            "total_variance": [0.01],
+            "between_variance": [0.0],
+            "reconstruction_share": [0.0],
+        }
+    )
+    prior = {("m", "center_sd"): 1.0}
+    assert identification_table(share, prior)["label"].iloc[0] == SET
+    assert identification_table(share, prior, from_data=True)["label"].iloc[0] == DETERMINED_BY_DATA

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from khe_bayes.pooling import datasets_needed, hdi, rubin_draws, rubin_pool
+from khe_bayes.pooling import datasets_needed, hdi, rubin_draws, rubin_pool, support_of
 
 
 def test_formula_by_hand():
@@ -103,3 +103,14 @@ def test_hdi_of_a_normal_sample():
     x = np.random.default_rng(2).normal(size=200_000)
     lo, hi = hdi(x, 0.95)
     assert lo == pytest.approx(-1.96, abs=0.03) and hi == pytest.approx(1.96, abs=0.03)
+
+
+def test_rubin_draws_keep_positive_quantities_positive():
+    rng = np.random.default_rng(3)
+    per = [rng.gamma(4.0, scale, size=400) for scale in (0.1, 0.5, 1.5)]
+    pooled = rubin_draws(per, support_of(per))
+    assert support_of(per) == "positive" and pooled.min() > 0
+    assert rubin_draws(per).min() < 0  # the plain stretch would leave the support
+    logs = [np.log(p) for p in per]
+    r = rubin_pool([x.mean() for x in logs], [x.var() for x in logs])
+    assert np.log(pooled).var() == pytest.approx(r.total, rel=1e-10)
