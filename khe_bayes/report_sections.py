@@ -240,7 +240,7 @@ def ipd_section(result: ReanalysisResult, figures: list[Figure]) -> Section:
     ident = ipd.identification
     section.add(
         Table(
-            ident[ident["quantity"].map(id_.variable_of).isin(IPD_HEADLINE)],
+            ident[ident["quantity"].isin(IPD_HEADLINE)],
             caption="Identification of each headline estimand (identification.csv has all): "
             "prior and posterior SD, contraction, reconstruction share, the SD of the estimate "
             "across datasets (each with its own draw of the assumptions) and the label.",
