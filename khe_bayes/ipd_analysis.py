@@ -22,6 +22,7 @@ from khe_bayes.hierarchical import (
 from khe_bayes.hierarchical.response import response_long
 from khe_bayes.hierarchical.severity import severity_long
 from khe_bayes.identification import SET, identification_table, prior_variances
+from khe_bayes.model_comparison import compare_loo
 from khe_bayes.pooling import (
     PooledFit,
     dataset_tasks,
@@ -165,6 +166,8 @@ class IPDResult:
         keep = [(m, q) in head for m, q in zip(share["model"], share["quantity"], strict=True)]
         return int(share.loc[keep, "datasets_needed"].max()) if any(keep) else 1
 
+    loo: pd.DataFrame | None = None  # ordinal vs Gaussian severity, real IPD only
+
 
 def run_ipd_models(
     datasets: list[pd.DataFrame],
@@ -189,6 +192,7 @@ def run_ipd_models(
             spec.var_names,
             attrs={"model": spec.name, "data_source": source},
             first=first,
+            log_likelihood=source != "reconstruction",  # LOO only on real patient data
         )
         for spec in models
     }
@@ -239,6 +243,9 @@ def run_ipd_models(
             for m, q in zip(result.summary["model"], result.summary.index, strict=True)
         ],
     )
+    severity = [f"severity_{kind}" for kind in ("ordinal", "gaussian")]
+    if source != "reconstruction" and all(name in result.fits for name in severity):
+        result.loo = compare_loo({name: result.fits[name].per_dataset[0] for name in severity})
     return result
 
 

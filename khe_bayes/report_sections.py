@@ -44,7 +44,7 @@ def build_sections(
     results = Section("Posterior summaries").add(
         Table(
             aggregate.summary.reset_index()[
-                ["prior", "quantity", "mean", "sd", "hdi_2.5%", "hdi_97.5%", "ess_bulk", "r_hat"]
+                ["prior", "quantity", "mean", "sd", "hdi95_lb", "hdi95_ub", "ess_bulk", "r_hat"]
             ],
             caption="Posterior mean, SD and 95% HDI of each proportion "
             "(summary.csv has all columns).",
@@ -256,8 +256,8 @@ def ipd_section(result: ReanalysisResult, figures: list[Figure]) -> Section:
                     "description",
                     "mean",
                     "sd",
-                    "hdi_2.5%",
-                    "hdi_97.5%",
+                    "hdi95_lb",
+                    "hdi95_ub",
                     "mcse_mean",
                     "mc_error_ratio",
                     "ess_bulk",
@@ -288,6 +288,18 @@ def ipd_section(result: ReanalysisResult, figures: list[Figure]) -> Section:
         growth = result.dataset_growth
         if growth:
             section.add(Text(_growth_text(growth)))
+    if ipd.loo is not None:
+        section.add(
+            Table(
+                ipd.loo.drop(columns=["note"]),
+                caption="Severity models compared by PSIS-LOO, leaving one patient out "
+                "(model_comparison.csv): higher elpd_loo predicts a new patient's scores better; "
+                "elpd_diff and dse are the difference to the best model and its SE; Pareto k "
+                "above 0.7 marks patients for whom the estimate is unreliable. The Gaussian "
+                "model's densities are compared with the ordinal model's probabilities of the "
+                "integer scores (a density approximates the probability of the unit bin).",
+            )
+        )
     section.add(
         Table(
             result.side_by_side_ipd,
@@ -417,8 +429,8 @@ def sensitivity_section(result: ReanalysisResult) -> Section:
         "effect_prior",
         "center_sd_prior",
         "mean",
-        "hdi_2.5%",
-        "hdi_97.5%",
+        "hdi95_lb",
+        "hdi95_ub",
         "p_gt_0",
         "threshold",
         "p_gt_threshold",

@@ -42,4 +42,4 @@ def test_center_sd_is_estimated_from_ipd_with_real_center_heterogeneity():
     labels = variable_labels(result.identification)
     assert labels[("kmp_contrasts", "center_sd")] != SET
     row = result.summary.loc["center_sd"]
-    assert row["hdi_2.5%"] <= 25.0 <= row["hdi_97.5%"]
+    assert row["hdi95_lb"] <= 25.0 <= row["hdi95_ub"]

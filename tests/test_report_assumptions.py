@@ -30,8 +30,8 @@ def _result(center_label: str):
             "description": ["rate", "center SD", "kmp"],
             "mean": [0.95, 0.8, 0.2],
             "sd": [0.03, 0.6, 1.0],
-            "hdi_2.5%": [0.9, 0.0, -1.8],
-            "hdi_97.5%": [0.99, 1.9, 2.1],
+            "hdi95_lb": [0.9, 0.0, -1.8],
+            "hdi95_ub": [0.99, 1.9, 2.1],
             "mcse_mean": [0.001, 0.01, 0.3],
             "mc_error_ratio": [0.03, 0.02, 0.3],
             "ess_bulk": [1000.0] * 3,
@@ -59,6 +59,7 @@ def _result(center_label: str):
         summary=summary,
         identification=ident,
         variance_share=None,
+        loo=None,
     )
     return SimpleNamespace(
         ipd=ipd,
