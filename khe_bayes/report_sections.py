@@ -322,6 +322,12 @@ def _center_figure_set(result: ReanalysisResult, figure: Figure) -> bool:
 
 
 def _growth_text(growth: dict) -> str:
+    if growth["final"] < 2:
+        return (
+            "One reconstructed dataset: the between-dataset variance, and so the Monte Carlo "
+            "error of having only M datasets, cannot be estimated (no Rubin pooling). Use "
+            "--datasets 2 or more (default 4)."
+        )
     text = (
         f"Number of datasets: started with {growth['initial']}, ended with {growth['final']} "
         f"(cap {growth['max']}). The largest number needed for the pooled mean's Monte Carlo SE "

@@ -77,6 +77,27 @@ def test_writes_every_output(result_dir):
     assert len(manifest["inputs_sha256"]["evidence"]) == 64
 
 
+def test_assumptions_and_identification_are_reported(result_dir):
+    """Issue 15: the assumptions table and the identification labels are in the default report,
+    the CSVs and the manifest; the response model's center_sd is set by assumptions."""
+    report = (result_dir / "report.md").read_text()
+    assert "## Assumptions of the reconstruction" in report
+    assert "center_heterogeneity" in report and "Identification rule" in report
+    assert "## Estimands set by assumptions" in report
+    ident = pd.read_csv(result_dir / "identification.csv")
+    row = ident[(ident["model"] == "response") & (ident["quantity"] == "center_sd")]
+    assert row["label"].iloc[0] == "set by assumptions"
+    assert set(pd.read_csv(result_dir / "assumptions.csv")["assumption"]) >= {
+        "baseline_mean_non_kmp",
+        "nonresponse_kmp_log_odds",
+        "center_heterogeneity",
+        "center_sizes",
+    }
+    manifest = json.loads((result_dir / "manifest.json").read_text())
+    assert "center_heterogeneity" in manifest["settings"]["assumptions"]
+    assert manifest["settings"]["identification"]["response/center_sd"] == "set by assumptions"
+
+
 def test_summary_has_arviz_layout_and_descriptions(result_dir):
     summary = pd.read_csv(result_dir / "summary.csv")
     for col in [
