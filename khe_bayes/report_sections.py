@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from khe_bayes import identification as id_
+from khe_bayes.ipd_analysis import HEADLINE
 from khe_bayes.ppc import VerdictRule
 from khe_bayes.report import Figure, Section, Table, Text
 
@@ -196,19 +197,7 @@ def manifest_section(manifest: dict) -> Section:
     )
 
 
-IPD_HEADLINE = [
-    "response_rate[6m]",
-    "response_rate[12m]",
-    "response_rate_by_kmp[12m, non_kmp]",
-    "response_rate_by_kmp[12m, kmp]",
-    "kmp_effect",
-    "severity_change_6m",
-    "severity_change_12m",
-    "combination_effect",
-    "age_difference_months",
-    "shrinkage_difference",
-    "center_sd",
-]
+IPD_HEADLINE = HEADLINE  # the headline quantities (ipd_analysis.HEADLINE)
 
 
 def ipd_section(result: ReanalysisResult, figures: list[Figure]) -> Section:
