@@ -176,10 +176,12 @@ class IPDResult:
         ident = self.identification
         return ident[ident["quantity"].isin(HEADLINE) & (ident["label"] != SET)]
 
-    def datasets_needed(self) -> int:
+    def datasets_needed(self, headline_only: bool = True) -> int:
         """Datasets needed for the pooled mean's Monte Carlo SE to be < 10% of the posterior SD
-        for every headline scalar."""
-        head = set(zip(self.headline()["model"], self.headline()["quantity"], strict=True))
+        for every headline scalar (or every scalar not set by assumptions)."""
+        ident = self.identification
+        rows = self.headline() if headline_only else ident[ident["label"] != SET]
+        head = set(zip(rows["model"], rows["quantity"], strict=True))
         share = self.variance_share
         keep = [(m, q) in head for m, q in zip(share["model"], share["quantity"], strict=True)]
         return int(share.loc[keep, "datasets_needed"].max()) if any(keep) else 1

@@ -254,6 +254,7 @@ def grow_datasets(
         "final": len(ipd.datasets),
         "max": settings.max_datasets,
         "needed": needed,
+        "needed_all_not_set": ipd.datasets_needed(headline_only=False),
         "seconds_per_dataset": per_dataset,
     }
     return ipd, growth

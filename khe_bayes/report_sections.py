@@ -324,12 +324,24 @@ def _growth_text(growth: dict) -> str:
         f"{growth['needed']}"
     )
     if growth["needed"] > growth["final"]:
-        return text + (
-            f", more than were fitted: the criterion is NOT met for some headline quantities "
-            f"(see mc_error_ratio); rerun with --max-datasets {growth['needed']} (about "
-            f"{growth['seconds_per_dataset']:.0f} s per dataset on this machine)."
+        return (
+            text
+            + (
+                f", more than were fitted: the criterion is NOT met for some headline quantities "
+                f"(see mc_error_ratio); rerun with --max-datasets {growth['needed']} (about "
+                f"{growth['seconds_per_dataset']:.0f} s per dataset on this machine)."
+            )
+            + _all_text(growth)
         )
-    return text + ": met."
+    return text + ": met." + _all_text(growth)
+
+
+def _all_text(growth: dict) -> str:
+    return (
+        f" For every quantity not set by assumptions (ipd_summary.csv), "
+        f"{growth['needed_all_not_set']} datasets would be needed (--max-datasets); see "
+        "mc_error_ratio."
+    )
 
 
 def assumptions_section(result: ReanalysisResult) -> Section:
