@@ -21,7 +21,7 @@ from khe_bayes.hierarchical import (
 )
 from khe_bayes.hierarchical.response import response_long
 from khe_bayes.hierarchical.severity import severity_long
-from khe_bayes.identification import SET, identification_table, prior_variances
+from khe_bayes.identification import SET, identification_table, prior_moments
 from khe_bayes.model_comparison import compare_loo
 from khe_bayes.pooling import (
     PooledFit,
@@ -166,6 +166,7 @@ class IPDResult:
     diagnostics: pd.DataFrame | None = None
     identification: pd.DataFrame | None = None
     prior_variance: dict[tuple[str, str], float] = field(default_factory=dict)
+    prior_mean: dict[tuple[str, str], float] = field(default_factory=dict)
 
     @property
     def from_data(self) -> bool:
@@ -235,18 +236,31 @@ def run_ipd_models(
         shares.append(share)
         diags.append(pooled_diagnostics(fit))
         if previous:
-            result.prior_variance.update(
-                {k: v for k, v in previous.prior_variance.items() if k[0] == spec.name}
-            )
+            for mine, theirs in (
+                (result.prior_variance, previous.prior_variance),
+                (result.prior_mean, previous.prior_mean),
+            ):
+                mine.update({k: v for k, v in theirs.items() if k[0] == spec.name})
         else:
             model = spec.build(result.datasets[0])
-            variances = prior_variances(model, spec.var_names, seed=settings.seed)
-            result.prior_variance.update({(spec.name, q): v for q, v in variances.items()})
+            moments = prior_moments(model, spec.var_names, seed=settings.seed)
+            result.prior_mean.update({(spec.name, q): m for q, (m, _) in moments.items()})
+            result.prior_variance.update({(spec.name, q): v for q, (_, v) in moments.items()})
     result.summary = pd.concat(summaries)
     result.variance_share = pd.concat(shares, ignore_index=True)
     result.diagnostics = pd.concat(diags, ignore_index=True)
+    posterior_mean = {
+        (m, q): float(v)
+        for m, q, v in zip(
+            result.summary["model"], result.summary.index, result.summary["mean"], strict=True
+        )
+    }
     result.identification = identification_table(
-        result.variance_share, result.prior_variance, from_data=result.from_data
+        result.variance_share,
+        result.prior_variance,
+        from_data=result.from_data,
+        prior_mean=result.prior_mean,
+        posterior_mean=posterior_mean,
     )
     labels = dict(
         zip(

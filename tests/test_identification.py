@@ -27,6 +27,10 @@ def test_rule():
     assert label(0.3, 0.0) == SET  # posterior ~ prior
     assert label(0.99, 0.6) == SET  # the spread across reconstructions dominates
     assert label(np.nan, 0.0) == SET
+    # not narrower than the prior, but moved 1.5 prior SDs away from its mean: the data spoke
+    assert label(0.2, 0.0, shift=1.5) == PARTLY
+    assert label(0.2, 0.0, shift=0.5) == SET
+    assert label(0.2, 0.6, shift=3.0) == SET  # the reconstruction's spread still dominates
 
 
 def test_prior_variances_match_closed_forms():
