@@ -255,6 +255,8 @@ def test_registry_is_explicit():
     assert set(FAMILIES) == {
         "binomial",
         "normal",
+        "binomial_glmm",
+        "normal_glmm",
         "aggregate_proportion",
         "khe_response",
         "khe_severity",
