@@ -280,7 +280,7 @@ def test_reanalyze_with_ipd_compares_the_severity_models_by_loo(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     loo = pd.read_csv(out / "model_comparison.csv").set_index("model")
     assert set(loo.index) == {"severity_ordinal", "severity_gaussian"}
-    assert loo["elpd_diff"].min() == 0.0 and (loo["elpd_diff"] <= 0).all()
+    assert loo["elpd_diff"].max() == 0.0 and (loo["elpd_diff"] <= 0).all()  # 0 = the best
     assert loo["weight"].sum() == pytest.approx(1.0, abs=1e-6)
     assert (loo["n_patients"] == 52).all() and loo["pareto_k_max"].notna().all()
     assert "PSIS-LOO" in (out / "report.md").read_text()
