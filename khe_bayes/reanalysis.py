@@ -6,7 +6,6 @@ together and writes files. Report text lives in report_sections.py.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +30,8 @@ from khe_bayes.plots import (
     zero_event_plot,
 )
 from khe_bayes.ppc import compare_reported, replicate_counts, reported_statistics
+from khe_bayes.progress import STDERR
+from khe_bayes.quiet import quiet
 from khe_bayes.reconstruct import ReconstructionSettings, reconstruct_datasets
 from khe_bayes.report import Figure, render_html, render_markdown
 from khe_bayes.report_sections import build_sections, manifest_section
@@ -107,8 +108,8 @@ class ReanalysisResult:
         return bool(self.diagnostics["ok"].all())
 
 
-def stderr_progress(message: str) -> None:
-    print(f"[khe-bayes {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+# timestamped lines on stderr; sweeps as "k of N" with the time left (a rich bar on a terminal)
+stderr_progress = STDERR
 
 
 def run_reanalysis(
@@ -119,7 +120,19 @@ def run_reanalysis(
     progress: Callable[[str], None] = stderr_progress,
 ) -> ReanalysisResult:
     """Run every stage and write the results to ``out`` (atomically; see outputs.py); with
-    ``out=None`` nothing is written and the result object is only returned."""
+    ``out=None`` nothing is written and the result object is only returned. Library warnings a
+    user cannot act on are silenced (quiet.py)."""
+    with quiet():
+        return _run_reanalysis(settings, out, overwrite=overwrite, progress=progress)
+
+
+def _run_reanalysis(
+    settings: ReanalysisSettings,
+    out: str | Path | None,
+    *,
+    overwrite: bool,
+    progress: Callable[[str], None],
+) -> ReanalysisResult:
     out = Path(out) if out is not None else None
     if out is not None:
         check_can_write(out, overwrite)  # fail before any sampling
@@ -273,14 +286,20 @@ def write_results(
                 fig_dir / "center_forest.png",
                 "Response at 12 months by center (partial pooling)",
                 select={"visit": "12m"},
+                center_n=center_sizes(ipd.datasets),
+                xlabel="probability of response at 12 months (%)",
+                percent=True,
             ),
-            "Posterior response probability at each center (12 months), pooled over datasets; "
-            "the dashed line is the mean over centers.",
+            "Posterior response probability at each center (12 months), pooled over datasets: "
+            "median with 50% and 95% intervals; n is the center's number of patients (a range "
+            "when it differs between reconstructed datasets); the dashed line is the median "
+            "over centers.",
         )
     ]
     ppc_figure = Figure(
         ppc_reported_plot(result.ppc, result.replications, fig_dir / "ppc_reported.png"),
-        "Each reported statistic (red) against its posterior predictive distribution.",
+        "Each reported number's posterior predictive p-value (log scale): the smallest in a "
+        "row decides its verdict (bands: consistent, tension, inconsistent).",
     )
     written += [f"figures/{f.path.name}" for f in [*figures, *ipd_figures, ppc_figure]]
 
@@ -308,8 +327,19 @@ def write_results(
     return [*written, "report.md", "report.html", "manifest.json"]
 
 
+def center_sizes(datasets: list[pd.DataFrame]) -> dict[str, str]:
+    """Each center's number of patients, as 'k' or 'lo-hi' across datasets."""
+    counts = pd.concat([d["center"].astype(str).value_counts() for d in datasets], axis=1).fillna(0)
+    return {
+        c: f"{int(lo)}" if lo == hi else f"{int(lo)}-{int(hi)}"
+        for c, lo, hi in zip(counts.index, counts.min(axis=1), counts.max(axis=1), strict=True)
+    }
+
+
 def aggregate_figures(aggregate: AggregateResult, fig_dir: Path) -> list[Figure]:
     default = aggregate.spec.priors.label
+    words = {d.name: d.description for d in aggregate.data}
+    labels = {**words, **{f"rate[{k}]": v for k, v in words.items()}}
     figures = [
         Figure(
             forest_by_prior(
@@ -317,8 +347,10 @@ def aggregate_figures(aggregate: AggregateResult, fig_dir: Path) -> list[Figure]
                 "rate",
                 fig_dir / "aggregate_rates.png",
                 "Aggregate proportions under each prior",
+                labels=labels,
+                percent=True,
             ),
-            "Posterior mean and 95% HDI of each proportion, by prior set.",
+            "Posterior median with 50% and 95% intervals of each proportion, by prior set.",
         ),
         Figure(
             densities_with_thresholds(
@@ -327,13 +359,18 @@ def aggregate_figures(aggregate: AggregateResult, fig_dir: Path) -> list[Figure]
                 aggregate.thresholds[aggregate.thresholds["prior"] == default],
                 fig_dir / "response_thresholds.png",
                 f"Response rates with clinical thresholds (prior {default})",
+                labels=labels,
             ),
             "Posterior of the response rates, with the threshold probabilities.",
         ),
     ]
     if not aggregate.zero_events.empty:
         path = zero_event_plot(
-            aggregate.fits[default], aggregate.zero_events, default, fig_dir / "zero_events.png"
+            aggregate.fits[default],
+            aggregate.zero_events,
+            default,
+            fig_dir / "zero_events.png",
+            labels=labels,
         )
         figures.append(
             Figure(

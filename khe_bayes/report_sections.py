@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from khe_bayes.ppc import VerdictRule
 from khe_bayes.report import Figure, Section, Table, Text
+from khe_bayes.report_summary import summary_from_result
 
 if TYPE_CHECKING:
     from khe_bayes.reanalysis import ReanalysisResult
@@ -106,6 +107,7 @@ def build_sections(
             Table(flagged.reset_index()[["prior", "quantity", "flag"]], caption="Flagged rows.")
         )
     return [
+        summary_from_result(result),
         study,
         audit_section(result),
         methods,
