@@ -6,6 +6,7 @@ together and writes files. Report text lives in report_sections.py.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -102,6 +103,8 @@ class ReanalysisResult:
     audit: pd.DataFrame
     inputs: dict[str, str] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
+    # sampler settings of the prior-grid and leave-one-center-out refits (None: not run)
+    sensitivity_sampler: dict | None = None
 
     @property
     def converged(self) -> bool:
@@ -148,7 +151,7 @@ def _run_reanalysis(
     ipd = run_ipd_models(
         datasets, settings.ipd_sampler(), source, progress=progress, options=settings.sweep
     )
-    grid = loco = None
+    grid = loco = sens = None
     if settings.sensitivity:
         sens = settings.ipd_sampler()
         sens = sens.model_copy(update={"draws": min(sens.draws, 1000), "chains": 2})
@@ -165,6 +168,7 @@ def _run_reanalysis(
                 ]
             ),
             ipd.diagnostics.assign(prior="default"),
+            refit_diagnostics(grid, loco),
         ],
         ignore_index=True,
     )
@@ -175,6 +179,7 @@ def _run_reanalysis(
     if settings.ipd_file:
         inputs[str(settings.ipd_file)] = sha256_file(settings.ipd_file)
     result = ReanalysisResult(
+        sensitivity_sampler=sens.model_dump() if sens is not None else None,
         evidence=evidence,
         aggregate=aggregate,
         ipd=ipd,
@@ -235,7 +240,66 @@ def posterior_predictive_checks(
         ignore_index=True,
     )
     reported = reported_statistics(evidence, all_interpretations=True)
-    return compare_reported(reported, replications), replications
+    table = compare_reported(reported, replications)
+    table["note"] = not_replicated_notes(table, replications)
+    return table, replications
+
+
+def refit_diagnostics(grid: pd.DataFrame | None, loco: pd.DataFrame | None) -> pd.DataFrame:
+    """One diagnostics row per sensitivity refit (prior grid cells, the all-centers fits and
+    each leave-one-center-out fit), in diagnostics.csv's layout."""
+    keys = ["chains", "draws", "max_r_hat", "min_ess_bulk", "min_ess_tail", "divergences"]
+    keys += ["ok", "problems"]
+    rows = []
+    if grid is not None and "ok" in grid:
+        for r in grid.to_dict("records"):
+            prior = f"prior grid: {r['effect_prior']}; center SD {r['center_sd_prior']}"
+            rows.append({"model": r["model"], "prior": prior, "dataset": "first", **_keys(r, keys)})
+    if loco is not None and "ok" in loco:
+        for r in loco.attrs.get("reference_fits", []):
+            rows.append(
+                {
+                    "model": r["model"],
+                    "prior": "default (all centers)",
+                    "dataset": "first",
+                    **_keys(r, keys),
+                }
+            )
+        for r in loco[loco["ok"].notna()].to_dict("records"):
+            rows.append(
+                {
+                    "model": r["model"],
+                    "prior": f"default, without {r['left_out']}",
+                    "dataset": "first",
+                    **_keys(r, keys),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _keys(row: dict, keys: list[str]) -> dict:
+    return {k: row.get(k) for k in keys}
+
+
+def not_replicated_notes(ppc: pd.DataFrame, replications: pd.DataFrame) -> list[str]:
+    """Why a row has no replications: which readings of the statistic the models do replicate
+    (the fitted models generate data under one reading of each ambiguous statistic)."""
+    notes = []
+    for row in ppc.itertuples():
+        if row.n_replications > 0:
+            notes.append("")
+            continue
+        reps = replications[replications["statistic"] == row.statistic]
+        readings = sorted({str(r) for r in reps.get("interpretation", pd.Series()).dropna()} - {""})
+        if readings:
+            notes.append(
+                "not replicated: the fitted models generate data under the reading "
+                + " / ".join(r.replace("_", " ") for r in readings)
+                + " only, not under this one"
+            )
+        else:
+            notes.append("not replicated: no fitted model generates this statistic")
+    return notes
 
 
 def write_results(
@@ -314,6 +378,9 @@ def write_results(
             "datasets": 1 if settings.ipd_file else settings.datasets,
             "ipd_file": str(settings.ipd_file) if settings.ipd_file else None,
             "sensitivity": settings.sensitivity,
+            # what each model actually used (the IPD models run longer adaptation; see
+            # ReanalysisSettings.ipd_sampler)
+            "models": settings_used(result),
             "reconstruction_interpretations": settings.reconstruction.interpretations(),
         },
         inputs=result.inputs,
@@ -325,6 +392,34 @@ def write_results(
     (stage / "report.html").write_text(render_html(TITLE, sections, stage), encoding="utf-8")
     write_json(stage / "manifest.json", manifest)
     return [*written, "report.md", "report.html", "manifest.json"]
+
+
+def settings_used(result: ReanalysisResult) -> dict[str, dict]:
+    """The sampler settings each model was actually fitted with, read from the settings
+    stamped on its results (seeds are derived per fit from the run's seed, so they are left
+    out); ``datasets`` says over how many fits (one per dataset) the settings held."""
+    used: dict[str, dict] = {}
+
+    def stamped(idatas: list) -> dict:
+        rows = [json.loads(i.posterior.attrs.get("sampler_settings", "{}")) for i in idatas]
+        keep = ("chains", "draws", "tune", "target_accept", "backend")
+        first = {k: rows[0].get(k) for k in keep}
+        varying = sorted(k for k in keep if any(r.get(k) != first[k] for r in rows))
+        return {**first, "fits": len(rows), **({"varies": varying} if varying else {})}
+
+    aggregate = result.aggregate
+    for label, idata in aggregate.fits.items():
+        used[f"{aggregate.spec.name} ({label})"] = stamped([idata])
+    for name, fit in result.ipd.fits.items():
+        used[name] = stamped(fit.per_dataset)
+    if result.sensitivity_sampler is not None:
+        keep = ("chains", "draws", "tune", "target_accept", "backend")
+        fits = sum(len(t) for t in (result.prior_grid, result.loco) if t is not None)
+        used["prior grid and leave-one-center-out refits"] = {
+            **{k: result.sensitivity_sampler[k] for k in keep},
+            "fits": fits,
+        }
+    return used
 
 
 def center_sizes(datasets: list[pd.DataFrame]) -> dict[str, str]:

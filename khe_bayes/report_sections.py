@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import pandas as pd
+
 from khe_bayes.ppc import VerdictRule
 from khe_bayes.report import Figure, Section, Table, Text
 from khe_bayes.report_summary import summary_from_result
@@ -148,7 +150,8 @@ def audit_section(result: ReanalysisResult) -> Section:
 PPC_COLUMNS = [
     "statistic",
     "interpretation",
-    "test",
+    "verdict",
+    "evidence",
     "reported_estimate",
     "reported_lower",
     "reported_upper",
@@ -156,8 +159,8 @@ PPC_COLUMNS = [
     "rep_estimate_q2.5",
     "rep_estimate_q97.5",
     "share_p_bound_met",
-    "evidence",
-    "verdict",
+    "test",
+    "note",
 ]
 
 
@@ -170,7 +173,8 @@ def ppc_section(result: ReanalysisResult, figure: Figure) -> Section:
             + ". Statistics that no fitted model replicates yet are listed as 'no replicator'."
         )
     )
-    section.add(Table(result.ppc[PPC_COLUMNS], caption="ppc_reported.csv (abridged)."))
+    columns = [c for c in PPC_COLUMNS if c in result.ppc]
+    section.add(Table(result.ppc[columns], caption="ppc_reported.csv (abridged)."))
     section.add(figure)
     return section
 
@@ -181,16 +185,28 @@ def manifest_section(manifest: dict) -> Section:
     commit = git["commit"] or "not a git checkout"
     dirty = " (with uncommitted changes)" if git.get("dirty") else ""
     sampler = manifest["settings"]["sampler"]
-    return Section("Manifest").add(
+    section = Section("Manifest").add(
         Text(
             f"- Versions: {versions}\n"
             f"- Commit: {commit}{dirty}\n"
-            f"- Sampler: {sampler['chains']} chains x {sampler['draws']} draws after "
-            f"{sampler['tune']} tuning steps, seed {sampler['seed']}\n"
+            f"- Requested: {sampler['chains']} chains x {sampler['draws']} draws after "
+            f"{sampler['tune']} tuning steps, seed {sampler['seed']} (each fit's seed is "
+            "derived from it); the settings each model actually used are below\n"
             f"- Elapsed: {manifest['elapsed_seconds']} s\n"
             "- Full details, including input hashes: manifest.json"
         )
     )
+    models = manifest["settings"].get("models")
+    if models:
+        table = pd.DataFrame([{"model": name, **used} for name, used in models.items()])
+        section.add(
+            Table(
+                table,
+                caption="Sampler settings each model was fitted with (draws and chains per fit; "
+                "fits: one per dataset, prior or refit).",
+            )
+        )
+    return section
 
 
 IPD_HEADLINE = [

@@ -76,7 +76,7 @@ def format_value(value: float, unit: str) -> str:
 def format_interval(lower: float, upper: float, unit: str) -> str:
     lo, hi = format_value(lower, unit), format_value(upper, unit)
     if unit == "%":
-        return f"{lo.rstrip('%')} to {hi}"
+        return f"{lo.rstrip('%')}-{hi}"
     return f"{lo} to {hi}"
 
 

@@ -128,3 +128,98 @@ def test_layout_check_reports_an_overflowing_table(tmp_path):
     report.write_text(page, encoding="utf-8")
     marks = chromium_layout(report, tmp_path / "profile")
     assert marks.get("overflow", "none") != "none", marks
+
+
+# --- the first screen --------------------------------------------------------------------------
+
+
+def headline_frame(**extra) -> pd.DataFrame:
+    from khe_bayes.report_summary import HEADLINE_COLUMNS
+
+    row = dict(
+        zip(
+            HEADLINE_COLUMNS,
+            [
+                "rate[response_12m]",
+                "Response at 12 months",
+                0.963,
+                0.9127,
+                0.9986,
+                "%",
+                "above 90%",
+                0.975,
+            ],
+            strict=True,
+        )
+    )
+    return pd.DataFrame([{**row, **extra}])
+
+
+def safety_frame() -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "quantity": "rate[drug_related_death]",
+                "description": "Drug-related death",
+                "events": 0,
+                "n": 52,
+                "upper": 0.0536,
+                "rule_of_three": 3 / 52,
+                "unit": "%",
+                "threshold": "below 5.0%",
+                "threshold_probability": 0.9975,
+            }
+        ]
+    )
+
+
+def test_first_screen_says_each_number_in_clinical_words(tmp_path):
+    from khe_bayes.report_summary import first_screen
+
+    section = first_screen(
+        headline_frame(),
+        safety_frame(),
+        ["**inconsistent**: a CI excluding zero printed with p > 0.05"],
+        ["how many centers treated patients"],
+    )
+    md = render_markdown("T", [section], tmp_path)
+    assert "| Response at 12 months | 96% (91-100%) | probability above 90%: 0.97 |" in md
+    assert "0 of 52 patients; the rate is below 5.4% with 95% probability" in md
+    assert "rule of three: 5.8%" in md and "probability below 5.0%: > 0.99" in md
+    assert "What the abstract cannot tell" in md and "inconsistent" in md
+    assert "rate[" not in md  # variable names stay in the detail tables
+    assert "determined by" not in md  # no label given, none shown
+
+
+def test_first_screen_shows_what_determines_each_number(tmp_path):
+    """A number set by assumptions is labelled as such, never shown as a plain estimate."""
+    from khe_bayes.report_summary import first_screen
+
+    headline = headline_frame(determined_by="set by assumptions")
+    md = render_markdown("T", [first_screen(headline, safety_frame(), [], [])], tmp_path)
+    assert "| determined by |" in md and "| set by assumptions |" in md
+
+
+def test_first_screen_refuses_a_table_without_its_columns():
+    from khe_bayes.report_summary import first_screen
+
+    with pytest.raises(ValueError, match="threshold_probability"):
+        first_screen(headline_frame().drop(columns="threshold_probability"), safety_frame(), [], [])
+
+
+def test_numbers_are_formatted_for_people(tmp_path):
+    frame = pd.DataFrame(
+        {
+            "quantity": ["a", "b"],
+            "mean": [7.65e-07, -1.28345],
+            "ess_bulk": [601.573, 12.2],
+            "r_hat": [1.00517, float("nan")],
+            "note": [None, "x"],
+            "probability": [0.975, 1.0],
+        }
+    )
+    md = render_markdown("T", [Section("S").add(Table(frame))], tmp_path)
+    assert "| a | <0.0001 | 602 | 1.005 |  | 0.975 |" in md
+    assert "| b | -1.28 | 12 |  | x | 1.000 |" in md
+    for bad in ("nan", "None", "e-0", "e+0"):
+        assert bad not in md
