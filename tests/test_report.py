@@ -223,3 +223,40 @@ def test_numbers_are_formatted_for_people(tmp_path):
     assert "| b | -1.28 | 12 |  | x | 1.000 |" in md
     for bad in ("nan", "None", "e-0", "e+0"):
         assert bad not in md
+
+
+def test_every_refit_has_a_diagnostics_row():
+    """diagnostics.csv covers the sensitivity refits: each prior-grid cell, each all-centers
+    reference fit and each leave-one-center-out fit (a center that could not be left out has
+    a note and no fit, so no row)."""
+    from khe_bayes.reanalysis import refit_diagnostics
+
+    diag = {
+        "chains": 2,
+        "draws": 100,
+        "max_r_hat": 1.0,
+        "min_ess_bulk": 300.0,
+        "min_ess_tail": 250.0,
+        "divergences": 0,
+        "ok": True,
+        "problems": "",
+    }
+    grid = pd.DataFrame(
+        [
+            {"model": "response", "effect_prior": e, "center_sd_prior": sd, **diag}
+            for e in ("sceptical", "neutral")
+            for sd in ("weak", "strong")
+        ]
+    )
+    loco = pd.DataFrame(
+        [
+            {"model": "response", "left_out": "A", **diag},
+            {"model": "response", "left_out": "B", "note": "too few patients"},
+        ]
+    )
+    loco.attrs["reference_fits"] = [{"model": "response", **diag}]
+    table = refit_diagnostics(grid, loco)
+    assert len(table) == 4 + 1 + 1
+    assert table["prior"].str.contains("without A").sum() == 1
+    assert not table["prior"].str.contains("without B").any()
+    assert table["ok"].all() and list(table.columns[:3]) == ["model", "prior", "dataset"]
