@@ -212,7 +212,7 @@ def _html_figure(fig: Figure, figure_dir: Path) -> str:
 _CSS = """
 body{font-family:system-ui,sans-serif;max-width:1100px;margin:1.5em auto;padding:0 1em;color:#222;
 line-height:1.4}
-h1{font-size:1.6em;margin:0.2em 0 0.4em} h2{margin-top:1.6em}
+h1{font-size:1.5em;margin:0.2em 0 0.4em} h2{margin-top:1.6em}
 .table-wrap{max-width:100%;overflow-x:auto;margin:1em 0}
 table{border-collapse:collapse;font-size:0.85em}
 td,th{border:1px solid #ccc;padding:3px 6px;text-align:left;vertical-align:top}
@@ -220,9 +220,9 @@ td{max-width:30em;overflow-wrap:break-word}
 td.num{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}
 th{background:#f2f2f2;min-width:3em} caption{caption-side:bottom;font-style:italic;text-align:left}
 img{max-width:100%;height:auto} figure{margin:1em 0} figcaption{font-style:italic;font-size:0.9em}
-nav ol{display:flex;flex-wrap:wrap;gap:0.2em 1.4em;padding-left:1.2em;margin:0.4em 0;
-font-size:0.9em}
-section.first-screen{border:1px solid #bcd;background:#f6f9fc;padding:0.2em 1em 0.6em;
+nav ol{list-style:none;padding:0;margin:0.3em 0 0.8em;font-size:0.9em}
+nav li{display:inline-block;margin:0 1.3em 0.15em 0}
+section.first-screen{border:1px solid #bcd;background:#f6f9fc;padding:0.1em 1em 0.4em;
 border-radius:6px}
 section.first-screen h2{margin-top:0.5em}
 section.first-screen table{font-size:0.95em}
@@ -261,16 +261,22 @@ _LAYOUT_CHECK = (
 
 
 def render_html(title: str, sections: list[Section], figure_dir: Path) -> str:
+    """One self-contained page. A leading "first-screen" section comes before the table of
+    contents, so the page opens on it."""
     toc = "".join(
         f'<li><a href="#s{i}">{html.escape(s.title)}</a></li>' for i, s in enumerate(sections)
     )
+    nav = f"<nav><ol>{toc}</ol></nav>"
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
-        f"<h1>{html.escape(title)}</h1><nav><ol>{toc}</ol></nav>",
+        f"<h1>{html.escape(title)}</h1>",
     ]
+    first = 1 if sections and sections[0].css_class == "first-screen" else 0
     for i, s in enumerate(sections):
+        if i == first:
+            parts.append(nav)
         cls = f' class="{html.escape(s.css_class)}"' if s.css_class else ""
         parts.append(f'<section id="s{i}"{cls}><h2>{html.escape(s.title)}</h2>')
         for b in s.blocks:
@@ -281,6 +287,8 @@ def render_html(title: str, sections: list[Section], figure_dir: Path) -> str:
             else:
                 parts.append(_html_figure(b, figure_dir))
         parts.append("</section>")
+    if len(sections) <= first:
+        parts.append(nav)
     parts.append(_IMAGE_CHECK)
     parts.append(_LAYOUT_CHECK)
     parts.append("</body></html>")

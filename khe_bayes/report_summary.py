@@ -184,74 +184,91 @@ def _words(name: str) -> str:
     return str(name).replace("_", " ")
 
 
-def audit_flags(audit: pd.DataFrame, limit: int = 4) -> list[str]:
-    """The audit's main flags in words, most serious first (infeasible, inconsistent,
-    tension); at most ``limit`` lines plus a count of the rest."""
+def audit_flags(audit: pd.DataFrame, limit: int = 3) -> list[str]:
+    """The audit's main flags in words: each infeasible or inconsistent reading (at most
+    ``limit``), then the tensions in one line."""
     _check(audit, ("statistic", "interpretation", "status", "detail"), "audit")
-    flagged = audit[audit["status"].isin(FLAG_ORDER)].copy()
-    flagged["order"] = flagged["status"].map(FLAG_ORDER.index)
-    flagged = flagged.sort_values("order", kind="stable")
+    serious = audit[audit["status"].isin(FLAG_ORDER[:2])].copy()
+    serious["order"] = serious["status"].map(FLAG_ORDER.index)
+    serious = serious.sort_values("order", kind="stable")
     lines = [
         f"**{r.status}**: {_words(r.statistic)}, read as {_words(r.interpretation)}: "
         f"{str(r.detail).splitlines()[0]}"
-        for r in flagged.head(limit).itertuples()
+        for r in serious.head(limit).itertuples()
     ]
-    if len(flagged) > limit:
-        lines.append(f"{len(flagged) - limit} more in the consistency audit below")
+    if len(serious) > limit:
+        lines.append(f"{len(serious) - limit} more infeasible or inconsistent readings")
+    tension = audit[audit["status"] == "tension"]
+    if len(tension):
+        names = ", ".join(
+            f"{_words(r.statistic)} ({_words(r.interpretation)})" for r in tension.itertuples()
+        )
+        lines.append(f"**tension** ({len(tension)}): {names}; details in the audit")
     return lines
 
 
 def ambiguous_readings(audit: pd.DataFrame) -> list[str]:
-    """Statistics the audit reads in more than one way that the published numbers allow (a
-    reading flagged infeasible is not counted): the abstract does not say which is meant."""
+    """One line naming the statistics the audit reads in more than one way that the published
+    numbers allow (a reading flagged infeasible is not counted): the abstract does not say
+    which is meant. Empty when there are none."""
     ok = audit[(audit["status"] != "infeasible") & (audit["statistic"] != "all")]
-    lines = []
-    for statistic, rows in ok.groupby("statistic", sort=False):
-        readings = list(dict.fromkeys(rows["interpretation"]))
-        if len(readings) > 1:
-            lines.append(
-                f"what {_words(statistic)} measures: "
-                + " or ".join(_words(r) for r in readings)
-                + " (the numbers allow each reading)"
-            )
-    return lines
+    ambiguous = [
+        _words(statistic)
+        for statistic, rows in ok.groupby("statistic", sort=False)
+        if rows["interpretation"].nunique() > 1
+    ]
+    if not ambiguous:
+        return []
+    return [
+        f"which reading is meant for {len(ambiguous)} statistics that the printed numbers allow "
+        f"in more than one way ({', '.join(ambiguous)}); the audit lists the readings"
+    ]
 
 
-def _headline_table(headline: pd.DataFrame) -> Table:
+def _headline_rows(headline: pd.DataFrame) -> list[dict]:
     rows = []
-    with_label = "determined_by" in headline and headline["determined_by"].notna().any()
-    with_basis = "basis" in headline and headline["basis"].notna().any()
     for r in headline.to_dict("records"):
         p = format_probability(r["threshold_probability"])
-        row = {
-            "outcome": r["description"],
-            "estimate (95% interval)": f"{format_value(r['estimate'], r['unit'])} "
-            f"({format_interval(r['lower'], r['upper'], r['unit'])})",
-            "what it means": f"probability {r['threshold']}: {p}" if r["threshold"] else "",
-        }
-        if with_basis:
-            row["based on"] = r.get("basis") or ""
-        if with_label:
-            row["determined by"] = r.get("determined_by") or ""
-        rows.append(row)
-    return Table(pd.DataFrame(rows))
+        rows.append(
+            {
+                "outcome": r["description"],
+                "estimate (95% interval)": f"{format_value(r['estimate'], r['unit'])} "
+                f"({format_interval(r['lower'], r['upper'], r['unit'])})",
+                "what it means": f"probability {r['threshold']}: {p}" if r["threshold"] else "",
+                "based on": r.get("basis") or "",
+                "determined by": r.get("determined_by") or "",
+            }
+        )
+    return rows
 
 
-def _safety_lines(safety: pd.DataFrame) -> list[str]:
-    lines = []
+def _safety_rows(safety: pd.DataFrame) -> list[dict]:
+    rows = []
     for r in safety.to_dict("records"):
         p = format_probability(r["threshold_probability"])
-        line = (
-            f"**{r['description']}**: {r['events']} of {r['n']} patients; the rate is below "
-            f"{format_value(r['upper'], r['unit'])} with 95% probability (rule of three: "
-            f"{format_value(r['rule_of_three'], r['unit'])})"
+        rows.append(
+            {
+                "outcome": f"Safety: {r['description']}",
+                "estimate (95% interval)": f"below {format_value(r['upper'], r['unit'])} "
+                "(95% upper bound)",
+                "what it means": f"probability {r['threshold']}: {p}" if r["threshold"] else "",
+                "based on": f"{r['events']}/{r['n']} patients (rule of three: "
+                f"{format_value(r['rule_of_three'], r['unit'])})",
+                "determined by": r.get("determined_by") or "",
+            }
         )
-        if r["threshold"]:
-            line += f"; probability {r['threshold']}: {p}"
-        if r.get("determined_by"):
-            line += f" [{r['determined_by']}]"
-        lines.append(line)
-    return lines
+    return rows
+
+
+def _results_table(headline: pd.DataFrame, safety: pd.DataFrame) -> Table:
+    """Headline and safety rows in one table; the 'determined by' column appears when any
+    row carries a label."""
+    table = pd.DataFrame([*_headline_rows(headline), *_safety_rows(safety)])
+    if not (table["determined by"] != "").any():
+        table = table.drop(columns="determined by")
+    if not (table["based on"] != "").any():
+        table = table.drop(columns="based on")
+    return Table(table)
 
 
 def first_screen(
@@ -270,15 +287,9 @@ def first_screen(
     _check(headline, HEADLINE_COLUMNS, "headline")
     _check(safety, SAFETY_COLUMNS, "safety")
     section = Section("Summary", css_class="first-screen")
-    if intro:
-        section.add(Text(intro))
-    if convergence:
-        section.add(Text(convergence))
-    section.add(_headline_table(headline))
-    if prior_note:
-        section.add(Text(prior_note))
-    if len(safety):
-        section.add(Text("**Safety** (no events reported):\n" + _bullets(_safety_lines(safety))))
+    if intro or prior_note or convergence:
+        section.add(Text(" ".join(t for t in (intro, prior_note, convergence) if t)))
+    section.add(_results_table(headline, safety))
     if flags:
         section.add(Text("**The audit's main flags**:\n" + _bullets(flags)))
     if limits:
@@ -296,11 +307,10 @@ HEADLINE_OUTCOMES = ("response_6m", "response_12m")
 
 # True of the abstract whatever the run: it prints aggregates only (README: Centers).
 FIXED_LIMITS = (
-    "anything about individual patients: only aggregate numbers are printed, so the "
-    "patient-level models below are fitted to reconstructed pseudo-patients and their "
-    "estimates rest on the reconstruction's assumptions",
-    "how many centers treated patients, and how many each: neither is printed (the "
-    "reconstruction assumes the hospitals of the author affiliations)",
+    "anything about individual patients: only aggregates are printed, so the patient-level "
+    "models below use reconstructed pseudo-patients and rest on the reconstruction's assumptions",
+    "how many centers treated patients, and how many each (not printed; the reconstruction "
+    "assumes the hospitals of the author affiliations)",
     "whether sirolimus caused the responses: a single-arm retrospective cohort has no "
     "comparison group; combination therapy went to the most severe KMP patients, so "
     "combination vs sirolimus alone is an association, not a randomized effect",
@@ -334,15 +344,12 @@ def summary_from_result(result) -> Section:
         )
     source = result.evidence.source
     intro = (
-        f"Bayesian reanalysis of {source.citation} doi:{source.doi}, from the numbers printed "
-        "in its abstract only. Estimates are posterior means with 95% highest-density "
-        "intervals (the range holding the most probable 95% of values)."
+        f"From the numbers printed in the abstract only (doi:{source.doi}). Estimates: "
+        "posterior means with 95% highest-density intervals."
     )
     others = [p.label for p in aggregate.spec.prior_sets() if p.label != prior]
-    prior_note = f"Default prior ({prior}: {aggregate.spec.priors.describe()})" + (
-        "; the same under " + " and ".join(others) + " priors is in Posterior summaries."
-        if others
-        else "."
+    prior_note = f"Prior: {prior} ({aggregate.spec.priors.describe()})" + (
+        "; under " + " and ".join(others) + " see Posterior summaries." if others else "."
     )
     limits = [*ambiguous_readings(result.audit), *FIXED_LIMITS]
     return first_screen(

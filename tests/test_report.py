@@ -184,8 +184,10 @@ def test_first_screen_says_each_number_in_clinical_words(tmp_path):
     )
     md = render_markdown("T", [section], tmp_path)
     assert "| Response at 12 months | 96% (91-100%) | probability above 90%: 0.97 |" in md
-    assert "0 of 52 patients; the rate is below 5.4% with 95% probability" in md
-    assert "rule of three: 5.8%" in md and "probability below 5.0%: > 0.99" in md
+    assert (
+        "| Safety: Drug-related death | below 5.4% (95% upper bound) | "
+        "probability below 5.0%: > 0.99 | 0/52 patients (rule of three: 5.8%) |"
+    ) in md
     assert "What the abstract cannot tell" in md and "inconsistent" in md
     assert "rate[" not in md  # variable names stay in the detail tables
     assert "determined by" not in md  # no label given, none shown
