@@ -57,7 +57,7 @@ def forest_by_prior(
     unit = "%" if percent else "value"
     ax.set_xlabel(f"posterior ({unit}): median, 50% (thick) and 95% (thin) interval")
     ax.set_title(title, fontsize=11)
-    ax.legend(title="prior", fontsize=8, loc="lower left")
+    ax.legend(title="prior", fontsize=8, loc="center left")
     ax.grid(axis="x", alpha=0.3)
     return _save(fig, path)
 
@@ -166,7 +166,7 @@ def ppc_reported_plot(
     consistent_at, inconsistent_below = rule
     ax.axvspan(floor / 2, inconsistent_below, color="C3", alpha=0.08)
     ax.axvspan(inconsistent_below, consistent_at, color="C1", alpha=0.08)
-    ax.axvspan(consistent_at, 1.0, color="C2", alpha=0.06)
+    ax.axvspan(consistent_at, 1.6, color="C2", alpha=0.06)
     for x in rule:
         ax.axvline(x, color="grey", lw=0.8, ls=":")
     for i, row in checked.iterrows():
@@ -182,19 +182,18 @@ def ppc_reported_plot(
     for verdict, color in VERDICT_COLORS.items():
         ax.plot([], [], "s", color=color, label=verdict)
     labels = [
-        _wrap(f"{_words(r.statistic)} ({_words(r.interpretation)}): {r.verdict}", 60)
+        _wrap(f"{_words(r.statistic)} ({_words(r.interpretation)}): {r.verdict}", 46)
         for r in checked.itertuples()
     ]
     ax.set_yticks(range(len(checked)), labels, fontsize=8.5)
     ax.invert_yaxis()
     ax.set_xscale("log")
-    ax.set_xlim(floor / 2, 1.05)
-    ax.set_xlabel(
-        "posterior predictive p-value of each reported number (smaller = less like a "
-        f"replication; {floor:g} or less drawn at {floor:g})"
+    ax.set_xlim(floor / 2, 1.6)
+    ax.set_xlabel(f"posterior predictive p-value (log scale; {floor:g} or less drawn at {floor:g})")
+    ax.set_title(
+        "Reported statistics against data replicated from the posterior", fontsize=11, pad=40
     )
-    ax.set_title("Reported statistics against data replicated from the posterior", fontsize=11)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=4, frameon=False)
     return _save(fig, path)
 
 

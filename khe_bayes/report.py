@@ -47,7 +47,7 @@ class Section:
 
 # Column names whose values are counts (printed as integers) or probabilities (3 decimals).
 _INTEGER = re.compile(r"^(ess|min_ess|n$|n_|events$|draws$|chains$|divergences$|dataset$|tune$)")
-_PROBABILITY = re.compile(r"(^p_|^ppp|probability|^share|^evidence$|weight)")
+_PROBABILITY = re.compile(r"(^p_|^ppp|probability|share|^evidence$|weight)")
 _RHAT = re.compile(r"r_hat")
 _MCSE = re.compile(r"(^mcse|_mcse$|^se$|^dse$)")
 
@@ -175,6 +175,14 @@ def _esc(cell: str) -> str:
     return html.escape(cell)
 
 
+def _td(cell: str) -> str:
+    if _numeric(cell):
+        return f'<td class="num">{html.escape(cell)}</td>'
+    # long text keeps a readable width; the table scrolls instead of squeezing it
+    cls = ' class="long"' if len(cell) > 40 else ""
+    return f"<td{cls}>{_esc(cell)}</td>"
+
+
 def _header_html(name: str) -> str:
     # long column names may break after an underscore or a dot instead of widening the table
     return html.escape(name).replace("_", "_<wbr>").replace(".", ".<wbr>")
@@ -183,15 +191,7 @@ def _header_html(name: str) -> str:
 def _html_table(table: Table) -> str:
     header, rows = _cells(table)
     head = "".join(f"<th>{_header_html(h)}</th>" for h in header)
-    body = "".join(
-        "<tr>"
-        + "".join(
-            (f'<td class="num">{html.escape(c)}</td>' if _numeric(c) else f"<td>{_esc(c)}</td>")
-            for c in row
-        )
-        + "</tr>"
-        for row in rows
-    )
+    body = "".join("<tr>" + "".join(_td(c) for c in row) + "</tr>" for row in rows)
     cap = f"<caption>{html.escape(table.caption)}</caption>" if table.caption else ""
     # a table wider than the page scrolls inside its own box, never the page
     return (
@@ -217,6 +217,7 @@ h1{font-size:1.5em;margin:0.2em 0 0.4em} h2{margin-top:1.6em}
 table{border-collapse:collapse;font-size:0.85em}
 td,th{border:1px solid #ccc;padding:3px 6px;text-align:left;vertical-align:top}
 td{max-width:30em;overflow-wrap:break-word}
+td.long{min-width:14em}
 td.num{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}
 th{background:#f2f2f2;min-width:3em} caption{caption-side:bottom;font-style:italic;text-align:left}
 img{max-width:100%;height:auto} figure{margin:1em 0} figcaption{font-style:italic;font-size:0.9em}

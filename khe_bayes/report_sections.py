@@ -151,6 +151,7 @@ PPC_COLUMNS = [
     "statistic",
     "interpretation",
     "verdict",
+    "note",
     "evidence",
     "reported_estimate",
     "reported_lower",
@@ -160,7 +161,6 @@ PPC_COLUMNS = [
     "rep_estimate_q97.5",
     "share_p_bound_met",
     "test",
-    "note",
 ]
 
 
