@@ -414,7 +414,7 @@ def settings_used(result: ReanalysisResult) -> dict[str, dict]:
         used[name] = stamped(fit.per_dataset)
     if result.sensitivity_sampler is not None:
         keep = ("chains", "draws", "tune", "target_accept", "backend")
-        fits = sum(len(t) for t in (result.prior_grid, result.loco) if t is not None)
+        fits = len(refit_diagnostics(result.prior_grid, result.loco))
         used["prior grid and leave-one-center-out refits"] = {
             **{k: result.sensitivity_sampler[k] for k in keep},
             "fits": fits,

@@ -77,8 +77,8 @@ def format_number(value: object, column: str = "", digits: int = 3) -> str:
     if _PROBABILITY.search(name):
         return _fixed(value, 3)
     sig = 2 if _MCSE.search(name) else digits
-    if value == 0:
-        return "0"
+    if value.is_integer():  # a threshold of 10 or a printed 96: no invented decimals
+        return f"{value:.0f}"
     magnitude = int(np.floor(np.log10(abs(value))))
     decimals = min(max(sig - 1 - magnitude, 0), 4 if sig > 2 else 5)
     return _fixed(value, decimals)

@@ -95,11 +95,12 @@ def build_sections(
             )
         )
     else:
+        models = ", ".join(dict.fromkeys(bad["model"]))
         conv.add(
             Text(
-                "**WARNING: poor convergence in "
-                + ", ".join(f"{r.model}/{r.prior} ({r.problems})" for r in bad.itertuples())
-                + ". Treat those results with caution; rerun with more draws.**"
+                f"**WARNING: poor convergence in {len(bad)} of {len(diag)} fits ({models}). "
+                "Treat those results with caution; rerun with more draws and tuning steps.** "
+                "The rows with ok = no below name each problem."
             )
         )
     conv.add(Table(diag, caption="Whole-model diagnostics per fit."))
