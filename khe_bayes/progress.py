@@ -103,7 +103,7 @@ class StderrProgress:
             )
 
             self._bar = Progress(
-                TextColumn("[khe-bayes] {task.description}"),
+                TextColumn("\\[khe-bayes] {task.description}"),
                 BarColumn(),
                 MofNCompleteColumn(),
                 TimeElapsedColumn(),
