@@ -6,7 +6,10 @@
   numba (PyTensor's default mode on this stack; nutpie for sampling), which does not use
   PyTensor's C BLAS, so the warning says nothing about this run;
 - numba's "will use object mode" note for a custom distribution's random draws (a speed note);
-- PyMC's INFO log lines ("Sampling: [score]") printed for every posterior-predictive draw.
+- PyMC's INFO log lines ("Sampling: [score]") printed for every posterior-predictive draw;
+- arviz-stats' RuntimeWarnings from degenerate chains (e.g. a square root of a negative
+  variance estimate in the MCSE of a very short run): the convergence checks already flag
+  such fits in words, with what to do.
 
 Set ``KHE_BAYES_WARNINGS=1`` to see everything (for developers).
 """
@@ -50,6 +53,7 @@ def install_filters() -> None:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     for message in MESSAGES:
         warnings.filterwarnings("ignore", message=message)
+    warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"arviz_stats(\.|$)")
 
 
 def quiet_call(fn: Callable[..., Any], *args: Any) -> Any:
