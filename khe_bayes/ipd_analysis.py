@@ -228,7 +228,7 @@ def run_ipd_models(
             fits = [*previous.fits[spec.name].per_dataset, *fits]
         fit = pool_fits(spec.name, fits, spec.var_names)
         result.fits[spec.name] = fit
-        table = pooled_summary(fit, spec.descriptions)
+        table = with_summary_layout(pooled_summary(fit, spec.descriptions), fit)
         table.insert(0, "model", spec.name)
         summaries.append(table)
         share = reconstruction_variance_share(fit)
@@ -281,6 +281,26 @@ def run_ipd_models(
     if source != "reconstruction" and all(name in result.fits for name in severity):
         result.loo = compare_loo({name: result.fits[name].per_dataset[0] for name in severity})
     return result
+
+
+def with_summary_layout(table: pd.DataFrame, fit: PooledFit) -> pd.DataFrame:
+    """The pooled summary in summary.csv's layout: ``mcse_sd`` added (combined over datasets
+    like ``mcse_mean``: root sum of squares over the number of datasets) and the columns in
+    the order of :func:`khe_bayes.summary.summarize`."""
+    import arviz as az
+
+    from khe_bayes.summary import DIAGNOSTIC_COLUMNS, STAT_COLUMNS
+
+    if "mcse_sd" not in table:
+        per = [
+            az.summary(i, var_names=fit.var_names, kind="diagnostics", round_to="none")["mcse_sd"]
+            for i in fit.per_dataset
+        ]
+        table["mcse_sd"] = np.sqrt(sum(p**2 for p in per)) / len(per)
+    rest = [c for c in table.columns if c not in {"description", "flag"}]
+    layout = [*STAT_COLUMNS, *DIAGNOSTIC_COLUMNS]
+    order = ["description", *layout, *[c for c in rest if c not in layout], "flag"]
+    return table[order]
 
 
 # --- replicated patient data for the posterior-predictive checks --------------------------------

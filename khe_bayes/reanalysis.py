@@ -6,7 +6,7 @@ together and writes files. Report text lives in report_sections.py.
 
 from __future__ import annotations
 
-import sys
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,6 +32,8 @@ from khe_bayes.plots import (
     zero_event_plot,
 )
 from khe_bayes.ppc import compare_reported, replicate_counts, reported_statistics
+from khe_bayes.progress import STDERR
+from khe_bayes.quiet import quiet
 from khe_bayes.reconstruct import ReconstructionSettings, assumption_draws, reconstruct_datasets
 from khe_bayes.report import Figure, render_html, render_markdown
 from khe_bayes.report_sections import build_sections, manifest_section
@@ -108,14 +110,16 @@ class ReanalysisResult:
     assumptions: pd.DataFrame | None = None  # the reconstruction's generator parameters
     assumption_draws: pd.DataFrame | None = None  # their values per dataset
     dataset_growth: dict = field(default_factory=dict)
+    # sampler settings of the prior-grid and leave-one-center-out refits (None: not run)
+    sensitivity_sampler: dict | None = None
 
     @property
     def converged(self) -> bool:
         return bool(self.diagnostics["ok"].all())
 
 
-def stderr_progress(message: str) -> None:
-    print(f"[khe-bayes {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+# timestamped lines on stderr; sweeps as "k of N" with the time left (a rich bar on a terminal)
+stderr_progress = STDERR
 
 
 def run_reanalysis(
@@ -126,7 +130,19 @@ def run_reanalysis(
     progress: Callable[[str], None] = stderr_progress,
 ) -> ReanalysisResult:
     """Run every stage and write the results to ``out`` (atomically; see outputs.py); with
-    ``out=None`` nothing is written and the result object is only returned."""
+    ``out=None`` nothing is written and the result object is only returned. Library warnings a
+    user cannot act on are silenced (quiet.py)."""
+    with quiet():
+        return _run_reanalysis(settings, out, overwrite=overwrite, progress=progress)
+
+
+def _run_reanalysis(
+    settings: ReanalysisSettings,
+    out: str | Path | None,
+    *,
+    overwrite: bool,
+    progress: Callable[[str], None],
+) -> ReanalysisResult:
     out = Path(out) if out is not None else None
     if out is not None:
         check_can_write(out, overwrite)  # fail before any sampling
@@ -147,7 +163,7 @@ def run_reanalysis(
     if source == "reconstruction":
         ipd, growth = grow_datasets(ipd, settings, evidence, time.time() - fit_started, progress)
         datasets = ipd.datasets
-    grid = loco = None
+    grid = loco = sens = None
     if settings.sensitivity:
         sens = settings.ipd_sampler()
         sens = sens.model_copy(update={"draws": min(sens.draws, 1000), "chains": 2})
@@ -164,6 +180,7 @@ def run_reanalysis(
                 ]
             ),
             ipd.diagnostics.assign(prior="default"),
+            refit_diagnostics(grid, loco),
         ],
         ignore_index=True,
     )
@@ -174,6 +191,7 @@ def run_reanalysis(
     if settings.ipd_file:
         inputs[str(settings.ipd_file)] = sha256_file(settings.ipd_file)
     result = ReanalysisResult(
+        sensitivity_sampler=sens.model_dump() if sens is not None else None,
         evidence=evidence,
         aggregate=aggregate,
         ipd=ipd,
@@ -284,7 +302,66 @@ def posterior_predictive_checks(
         ignore_index=True,
     )
     reported = reported_statistics(evidence, all_interpretations=True)
-    return compare_reported(reported, replications), replications
+    table = compare_reported(reported, replications)
+    table["note"] = not_replicated_notes(table, replications)
+    return table, replications
+
+
+def refit_diagnostics(grid: pd.DataFrame | None, loco: pd.DataFrame | None) -> pd.DataFrame:
+    """One diagnostics row per sensitivity refit (prior grid cells, the all-centers fits and
+    each leave-one-center-out fit), in diagnostics.csv's layout."""
+    keys = ["chains", "draws", "max_r_hat", "min_ess_bulk", "min_ess_tail", "divergences"]
+    keys += ["ok", "problems"]
+    rows = []
+    if grid is not None and "ok" in grid:
+        for r in grid.to_dict("records"):
+            prior = f"prior grid: {r['effect_prior']}; center SD {r['center_sd_prior']}"
+            rows.append({"model": r["model"], "prior": prior, "dataset": "first", **_keys(r, keys)})
+    if loco is not None and "ok" in loco:
+        for r in loco.attrs.get("reference_fits", []):
+            rows.append(
+                {
+                    "model": r["model"],
+                    "prior": "default (all centers)",
+                    "dataset": "first",
+                    **_keys(r, keys),
+                }
+            )
+        for r in loco[loco["ok"].notna()].to_dict("records"):
+            rows.append(
+                {
+                    "model": r["model"],
+                    "prior": f"default, without {r['left_out']}",
+                    "dataset": "first",
+                    **_keys(r, keys),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _keys(row: dict, keys: list[str]) -> dict:
+    return {k: row.get(k) for k in keys}
+
+
+def not_replicated_notes(ppc: pd.DataFrame, replications: pd.DataFrame) -> list[str]:
+    """Why a row has no replications: which readings of the statistic the models do replicate
+    (the fitted models generate data under one reading of each ambiguous statistic)."""
+    notes = []
+    for row in ppc.itertuples():
+        if row.n_replications > 0:
+            notes.append("")
+            continue
+        reps = replications[replications["statistic"] == row.statistic]
+        readings = sorted({str(r) for r in reps.get("interpretation", pd.Series()).dropna()} - {""})
+        if readings:
+            notes.append(
+                "not replicated: the fitted models generate data under the reading "
+                + " / ".join(r.replace("_", " ") for r in readings)
+                + " only, not under this one"
+            )
+        else:
+            notes.append("not replicated: no fitted model generates this statistic")
+    return notes
 
 
 def write_results(
@@ -339,14 +416,20 @@ def write_results(
                 fig_dir / "center_forest.png",
                 "Response at 12 months by center (partial pooling)",
                 select={"visit": "12m"},
+                center_n=center_sizes(ipd.datasets),
+                xlabel="probability of response at 12 months (%)",
+                percent=True,
             ),
-            "Posterior response probability at each center (12 months), pooled over datasets; "
-            "the dashed line is the mean over centers.",
+            "Posterior response probability at each center (12 months), pooled over datasets: "
+            "median with 50% and 95% intervals; n is the center's number of patients (a range "
+            "when it differs between reconstructed datasets); the dashed line is the median "
+            "over centers.",
         )
     ]
     ppc_figure = Figure(
         ppc_reported_plot(result.ppc, result.replications, fig_dir / "ppc_reported.png"),
-        "Each reported statistic (red) against its posterior predictive distribution.",
+        "Each reported number's posterior predictive p-value (log scale): the smallest in a "
+        "row decides its verdict (bands: consistent, tension, inconsistent).",
     )
     written += [f"figures/{f.path.name}" for f in [*figures, *ipd_figures, ppc_figure]]
 
@@ -361,6 +444,9 @@ def write_results(
             "datasets": 1 if settings.ipd_file else settings.datasets,
             "ipd_file": str(settings.ipd_file) if settings.ipd_file else None,
             "sensitivity": settings.sensitivity,
+            # what each model actually used (the IPD models run longer adaptation; see
+            # ReanalysisSettings.ipd_sampler)
+            "models": settings_used(result),
             "reconstruction_interpretations": settings.reconstruction.interpretations(),
             "max_datasets": settings.max_datasets,
             "dataset_growth": result.dataset_growth,
@@ -389,8 +475,47 @@ def write_results(
     return [*written, "report.md", "report.html", "manifest.json"]
 
 
+def settings_used(result: ReanalysisResult) -> dict[str, dict]:
+    """The sampler settings each model was actually fitted with, read from the settings
+    stamped on its results (seeds are derived per fit from the run's seed, so they are left
+    out); ``datasets`` says over how many fits (one per dataset) the settings held."""
+    used: dict[str, dict] = {}
+
+    def stamped(idatas: list) -> dict:
+        rows = [json.loads(i.posterior.attrs.get("sampler_settings", "{}")) for i in idatas]
+        keep = ("chains", "draws", "tune", "target_accept", "backend")
+        first = {k: rows[0].get(k) for k in keep}
+        varying = sorted(k for k in keep if any(r.get(k) != first[k] for r in rows))
+        return {**first, "fits": len(rows), **({"varies": varying} if varying else {})}
+
+    aggregate = result.aggregate
+    for label, idata in aggregate.fits.items():
+        used[f"{aggregate.spec.name} ({label})"] = stamped([idata])
+    for name, fit in result.ipd.fits.items():
+        used[name] = stamped(fit.per_dataset)
+    if result.sensitivity_sampler is not None:
+        keep = ("chains", "draws", "tune", "target_accept", "backend")
+        fits = len(refit_diagnostics(result.prior_grid, result.loco))
+        used["prior grid and leave-one-center-out refits"] = {
+            **{k: result.sensitivity_sampler[k] for k in keep},
+            "fits": fits,
+        }
+    return used
+
+
+def center_sizes(datasets: list[pd.DataFrame]) -> dict[str, str]:
+    """Each center's number of patients, as 'k' or 'lo-hi' across datasets."""
+    counts = pd.concat([d["center"].astype(str).value_counts() for d in datasets], axis=1).fillna(0)
+    return {
+        c: f"{int(lo)}" if lo == hi else f"{int(lo)}-{int(hi)}"
+        for c, lo, hi in zip(counts.index, counts.min(axis=1), counts.max(axis=1), strict=True)
+    }
+
+
 def aggregate_figures(aggregate: AggregateResult, fig_dir: Path) -> list[Figure]:
     default = aggregate.spec.priors.label
+    words = {d.name: d.description for d in aggregate.data}
+    labels = {**words, **{f"rate[{k}]": v for k, v in words.items()}}
     figures = [
         Figure(
             forest_by_prior(
@@ -398,8 +523,10 @@ def aggregate_figures(aggregate: AggregateResult, fig_dir: Path) -> list[Figure]
                 "rate",
                 fig_dir / "aggregate_rates.png",
                 "Aggregate proportions under each prior",
+                labels=labels,
+                percent=True,
             ),
-            "Posterior mean and 95% HDI of each proportion, by prior set.",
+            "Posterior median with 50% and 95% intervals of each proportion, by prior set.",
         ),
         Figure(
             densities_with_thresholds(
@@ -408,13 +535,18 @@ def aggregate_figures(aggregate: AggregateResult, fig_dir: Path) -> list[Figure]
                 aggregate.thresholds[aggregate.thresholds["prior"] == default],
                 fig_dir / "response_thresholds.png",
                 f"Response rates with clinical thresholds (prior {default})",
+                labels=labels,
             ),
             "Posterior of the response rates, with the threshold probabilities.",
         ),
     ]
     if not aggregate.zero_events.empty:
         path = zero_event_plot(
-            aggregate.fits[default], aggregate.zero_events, default, fig_dir / "zero_events.png"
+            aggregate.fits[default],
+            aggregate.zero_events,
+            default,
+            fig_dir / "zero_events.png",
+            labels=labels,
         )
         figures.append(
             Figure(

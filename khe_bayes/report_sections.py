@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import pandas as pd
+
 from khe_bayes import identification as id_
 from khe_bayes.ipd_analysis import HEADLINE
 from khe_bayes.ppc import VerdictRule
 from khe_bayes.report import Figure, Section, Table, Text
+from khe_bayes.report_summary import summary_from_result
 
 if TYPE_CHECKING:
     from khe_bayes.reanalysis import ReanalysisResult
@@ -94,11 +97,12 @@ def build_sections(
             )
         )
     else:
+        models = ", ".join(dict.fromkeys(bad["model"]))
         conv.add(
             Text(
-                "**WARNING: poor convergence in "
-                + ", ".join(f"{r.model}/{r.prior} ({r.problems})" for r in bad.itertuples())
-                + ". Treat those results with caution; rerun with more draws.**"
+                f"**WARNING: poor convergence in {len(bad)} of {len(diag)} fits ({models}). "
+                "Treat those results with caution; rerun with more draws and tuning steps.** "
+                "The rows with ok = no below name each problem."
             )
         )
     conv.add(Table(diag, caption="Whole-model diagnostics per fit."))
@@ -108,6 +112,7 @@ def build_sections(
             Table(flagged.reset_index()[["prior", "quantity", "flag"]], caption="Flagged rows.")
         )
     return [
+        summary_from_result(result),
         study,
         audit_section(result),
         methods,
@@ -152,7 +157,9 @@ def audit_section(result: ReanalysisResult) -> Section:
 PPC_COLUMNS = [
     "statistic",
     "interpretation",
-    "test",
+    "verdict",
+    "note",
+    "evidence",
     "reported_estimate",
     "reported_lower",
     "reported_upper",
@@ -160,8 +167,7 @@ PPC_COLUMNS = [
     "rep_estimate_q2.5",
     "rep_estimate_q97.5",
     "share_p_bound_met",
-    "evidence",
-    "verdict",
+    "test",
 ]
 
 
@@ -174,7 +180,8 @@ def ppc_section(result: ReanalysisResult, figure: Figure) -> Section:
             + ". Statistics that no fitted model replicates yet are listed as 'no replicator'."
         )
     )
-    section.add(Table(result.ppc[PPC_COLUMNS], caption="ppc_reported.csv (abridged)."))
+    columns = [c for c in PPC_COLUMNS if c in result.ppc]
+    section.add(Table(result.ppc[columns], caption="ppc_reported.csv (abridged)."))
     section.add(figure)
     return section
 
@@ -185,16 +192,28 @@ def manifest_section(manifest: dict) -> Section:
     commit = git["commit"] or "not a git checkout"
     dirty = " (with uncommitted changes)" if git.get("dirty") else ""
     sampler = manifest["settings"]["sampler"]
-    return Section("Manifest").add(
+    section = Section("Manifest").add(
         Text(
             f"- Versions: {versions}\n"
             f"- Commit: {commit}{dirty}\n"
-            f"- Sampler: {sampler['chains']} chains x {sampler['draws']} draws after "
-            f"{sampler['tune']} tuning steps, seed {sampler['seed']}\n"
+            f"- Requested: {sampler['chains']} chains x {sampler['draws']} draws after "
+            f"{sampler['tune']} tuning steps, seed {sampler['seed']} (each fit's seed is "
+            "derived from it); the settings each model actually used are below\n"
             f"- Elapsed: {manifest['elapsed_seconds']} s\n"
             "- Full details, including input hashes: manifest.json"
         )
     )
+    models = manifest["settings"].get("models")
+    if models:
+        table = pd.DataFrame([{"model": name, **used} for name, used in models.items()])
+        section.add(
+            Table(
+                table,
+                caption="Sampler settings each model was fitted with (draws and chains per fit; "
+                "fits: one per dataset, prior or refit).",
+            )
+        )
+    return section
 
 
 IPD_HEADLINE = HEADLINE  # the headline quantities (ipd_analysis.HEADLINE)

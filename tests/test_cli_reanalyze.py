@@ -261,6 +261,8 @@ def test_html_report_renders_in_headless_chromium_with_every_figure(result_dir, 
     assert int(total.group(1)) == n_figures >= 3
     assert int(loaded.group(1)) == n_figures
     assert "Posterior summaries" in dom
+    # no table or figure runs past the text column (at headless Chromium's default window)
+    assert 'data-overflow="none"' in dom, re.search(r"data-overflow=\"[^\"]*\"", dom)
 
 
 def test_reanalyze_with_ipd_compares_the_severity_models_by_loo(tmp_path):
@@ -286,3 +288,24 @@ def test_reanalyze_with_ipd_compares_the_severity_models_by_loo(tmp_path):
     assert "PSIS-LOO" in (out / "report.md").read_text()
     manifest = json.loads((out / "manifest.json").read_text())
     assert "model_comparison.csv" in manifest["outputs"]
+
+
+def test_csvs_and_manifest_say_what_was_run(result_dir):
+    """ipd_summary.csv has summary.csv's layout; the manifest gives each model's actual sampler
+    settings (the IPD models adapt longer than requested); a predictive-check row without
+    replications says why."""
+    from khe_bayes.reanalysis import TUNE_IPD
+    from khe_bayes.summary import DIAGNOSTIC_COLUMNS, STAT_COLUMNS
+
+    layout = ["description", *STAT_COLUMNS, *DIAGNOSTIC_COLUMNS, "flag"]
+    for name in ("summary.csv", "ipd_summary.csv"):
+        columns = list(pd.read_csv(result_dir / name).columns)
+        assert [c for c in columns if c in layout] == layout, name
+    models = json.loads((result_dir / "manifest.json").read_text())["settings"]["models"]
+    assert models["aggregate_proportions (uniform_beta)"]["tune"] == 200
+    assert models["response"]["tune"] == TUNE_IPD and models["response"]["chains"] == 2
+    report = (result_dir / "report.md").read_text()
+    assert f"| response | 2 | 200 | {TUNE_IPD} |" in report
+    ppc = pd.read_csv(result_dir / "ppc_reported.csv", keep_default_na=False)
+    empty = ppc[ppc["n_replications"] == 0]
+    assert len(empty) and empty["note"].str.startswith("not replicated").all()
