@@ -8,32 +8,14 @@ import os
 import sys
 import warnings
 from collections.abc import Hashable
-from typing import Literal
 
 import arviz as az
 import numpy as np
 import pymc as pm
-from pydantic import BaseModel, ConfigDict, Field
 
+from khe_bayes.settings import SamplerSettings
 
-class SamplerSettings(BaseModel):
-    """NUTS settings. ``seed`` fixes every chain, so the same settings give the same draws.
-
-    ``backend``: ``"pymc"`` (PyMC's NUTS, C-compiled, cached on disk across runs) or
-    ``"nutpie"`` (numba-compiled, compiled once per model structure and re-used for every
-    dataset; see compiled.py). The reanalysis's IPD models use nutpie.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    draws: int = Field(default=2000, ge=10)
-    tune: int = Field(default=1000, ge=0)
-    chains: int = Field(default=4, ge=1)
-    cores: int | None = Field(default=None, ge=1)
-    target_accept: float = Field(default=0.9, gt=0.5, lt=1.0)
-    seed: int = Field(default=20170815, ge=0)
-    progressbar: bool | None = None
-    backend: Literal["pymc", "nutpie"] = "pymc"
+__all__ = ["SamplerSettings", "derive_seed", "fit", "with_seed"]
 
 
 def _show_progress(settings: SamplerSettings) -> bool:

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import arviz as az
-import pymc as pm
-
-from khe_bayes.commands.reanalyze import EXIT_STRICT, add_sampler_arguments
+from khe_bayes.commands.reanalyze import EXIT_STRICT, add_sampler_arguments, progress_setting
 from khe_bayes.errors import InputError
-from khe_bayes.families import FAMILIES, Family, load_spec
-from khe_bayes.manifest import build_manifest, sha256_file
 from khe_bayes.outputs import check_can_write, staged_directory, write_json
-from khe_bayes.sampling import SamplerSettings, fit
-from khe_bayes.spec_ppc import TESTS, check_reported
-from khe_bayes.summary import diagnostics, summarize, threshold_probabilities
+from khe_bayes.settings import SamplerSettings, settings_error_message
+
+if TYPE_CHECKING:  # imported in the functions that use them: --help stays fast
+    import arviz as az
+    import pymc as pm
+
+    from khe_bayes.families import Family
 
 
 def register(sub) -> None:
@@ -28,8 +29,10 @@ def register(sub) -> None:
         "[[reported]] results) and manifest.json to --out.",
     )
     p.add_argument("spec", type=Path, help="a spec TOML, e.g. models/normal_eight_schools.toml")
-    p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--out", required=True, help="output directory (required)")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace --out if it is an earlier result"
+    )
     p.add_argument("--strict", action="store_true", help=f"exit {EXIT_STRICT} on poor convergence")
     add_sampler_arguments(p, spec_defaults=True)
     p.set_defaults(func=run)
@@ -42,12 +45,12 @@ def sampler_settings(spec, args: argparse.Namespace) -> SamplerSettings:
         for k in ("seed", "draws", "tune", "chains", "cores")
         if getattr(args, k) is not None
     }
-    if args.progress is not None:
-        update["progressbar"] = args.progress
+    if progress_setting(args) is not None:
+        update["progressbar"] = progress_setting(args)
     try:
         return SamplerSettings(**{**base.model_dump(), **update})
     except ValueError as exc:
-        raise InputError(f"sampler settings: {exc}".splitlines()[0]) from None
+        raise InputError(settings_error_message(exc)) from None
 
 
 def check_quantity(model: pm.Model, quantity: str, spec_path: Path, key: str) -> None:
@@ -90,6 +93,8 @@ def check_quantity(model: pm.Model, quantity: str, spec_path: Path, key: str) ->
 def check_spec_against_model(spec, family: Family, model: pm.Model, spec_path: Path) -> None:
     """Every ``[[thresholds]]`` and ``[[reported]]`` entry must make sense for this model, so a
     misspelt quantity or test fails before sampling, not after."""
+    from khe_bayes.spec_ppc import TESTS
+
     for i, t in enumerate(spec.thresholds):
         check_quantity(model, t.quantity, spec_path, f"thresholds[{i + 1}].quantity")
     tests = TESTS.get(family.name, {})
@@ -118,6 +123,8 @@ def check_spec_against_model(spec, family: Family, model: pm.Model, spec_path: P
 
 def rebuild_from_idata(idata: az.InferenceData, spec_dir: Path) -> pm.Model:
     """Rebuild the model a saved result came from: its spec is in ``posterior.attrs``."""
+    from khe_bayes.families import FAMILIES
+
     raw = json.loads(idata.posterior.attrs["spec"])
     family: Family = FAMILIES[raw["family"]]
     spec = family.spec.model_validate(raw)
@@ -125,13 +132,22 @@ def rebuild_from_idata(idata: az.InferenceData, spec_dir: Path) -> pm.Model:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_can_write(Path(args.out), args.overwrite)
+    from khe_bayes.families import load_spec
+
     spec, family = load_spec(args.spec)
+    settings = sampler_settings(spec, args)
+    check_can_write(Path(args.out), args.overwrite)
+    from khe_bayes.budget import warn_if_long
+    from khe_bayes.manifest import build_manifest, sha256_file
+    from khe_bayes.sampling import fit
+    from khe_bayes.spec_ppc import check_reported
+    from khe_bayes.summary import diagnostics, summarize, threshold_probabilities
+
     spec_dir = args.spec.resolve().parent
     data = family.load_data(spec, spec_dir)
     model = family.build(spec, data)
     check_spec_against_model(spec, family, model, args.spec)
-    settings = sampler_settings(spec, args)
+    warn_if_long(model, settings)
     idata = fit(
         model,
         settings,
@@ -169,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
         for _, row in ppc.iterrows():
             print(f"reported {row['statistic']} ({row['test']}): {row['verdict']}")
     if not diag["ok"]:
-        print(f"khe-bayes: warning: poor convergence: {diag['problems']}")
+        print(f"khe-bayes: warning: poor convergence: {diag['problems']}", file=sys.stderr)
         if args.strict:
             return EXIT_STRICT
     return 0
