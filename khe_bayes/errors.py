@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import unicodedata
 from pathlib import Path
 
 
@@ -94,3 +95,13 @@ def check_input_path(path: str | Path, label: str | Path | None = None) -> None:
     except OSError as exc:
         reason = _OS_REASONS.get(exc.errno or 0) or exc.strerror or str(exc)
         raise InputError(reason, file=label if label is not None else path) from None
+
+
+def control_character(text: str, *, allow: str = "") -> str | None:
+    """The first control or invisible format character in ``text`` (NUL, escape, a bidi
+    override, ...) written as an escape such as ``\\x00``; None if there is none. ``allow``
+    lists characters that are fine here (e.g. newline and tab in free text)."""
+    for ch in text:
+        if ch not in allow and unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp"):
+            return ascii(ch)[1:-1]
+    return None

@@ -147,7 +147,9 @@ def _huge_ipd(path: Path) -> Path:
 SERVER = r"""
 import json, os, signal, sys, traceback
 from khe_bayes.cli import build_parser, main
-build_parser()  # imports every command module (and PyMC) once, before any fork
+build_parser()  # imports every command module once, before any fork
+# the commands import PyMC and the stages lazily (so --help is fast): import them here, once
+import khe_bayes.families, khe_bayes.reanalysis, khe_bayes.sampling, khe_bayes.spec_ppc
 
 def _guard(*args, **kwargs):
     raise AssertionError("test guard: sampling started before the input was rejected")

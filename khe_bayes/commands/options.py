@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import math
 import socket
-import unicodedata
 from urllib.parse import urlsplit
 
 from khe_bayes.errors import InputError
@@ -37,14 +36,6 @@ def probability(text: str) -> float:
     if not 0 < value < 1:
         raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {text!r}")
     return value
-
-
-def control_character(text: str) -> str | None:
-    """The first control character (NUL, tab, newline, escape, ...) in ``text``, as ``\\x00``."""
-    for ch in text:
-        if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp"):
-            return repr(ch)[1:-1]
-    return None
 
 
 def check_count(option: str, value: int | None, low: int, high: int, why: str = "") -> None:
