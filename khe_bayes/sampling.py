@@ -13,6 +13,7 @@ import arviz as az
 import numpy as np
 import pymc as pm
 
+from khe_bayes.interrupts import raise_if_interrupted
 from khe_bayes.settings import SamplerSettings
 
 __all__ = ["SamplerSettings", "derive_seed", "fit", "with_seed"]
@@ -46,6 +47,7 @@ def fit(
         idata = _fit_nutpie(model, settings, compiled_as)
     else:
         idata = _fit_pymc(model, settings)
+    raise_if_interrupted()  # PyMC and nutpie return a truncated trace on Ctrl-C: not a result
     with model:
         if prior_draws:
             idata.extend(pm.sample_prior_predictive(prior_draws, random_seed=settings.seed))
