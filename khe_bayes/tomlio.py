@@ -11,6 +11,7 @@ from typing import TypeVar
 from pydantic import BaseModel, ValidationError
 
 from khe_bayes.errors import InputError, check_input_path, control_character, describe_os_error
+from khe_bayes.settings import LIMIT_REASONS
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -105,9 +106,21 @@ def validate_as(raw: dict, cls: type[M], *, file: str | Path) -> M:
         err = exc.errors()[0]
         key = key_path(tuple(err["loc"]))
         message = err["msg"].removeprefix("Value error, ")
+        value = err.get("input")
         if err["type"] == "extra_forbidden":
             message = "unknown key (not allowed here)"
+        elif isinstance(value, str) and err["type"] in STRICT_TYPES:
+            message += f", got the string {value!r} (write numbers and booleans without quotes)"
+        elif isinstance(value, int | float | bool) and not err["type"].startswith("value_error"):
+            message += f", got {value!r}"
+            why = LIMIT_REASONS.get(str(err["loc"][-1]))
+            if why and err["type"] == "less_than_equal":
+                message += f" ({why})"
         raise InputError(message, file=file, key=key or None) from None
+
+
+# pydantic error types of a value of the wrong type (a string where a number was expected)
+STRICT_TYPES = {"int_type", "float_type", "bool_type", "int_parsing", "float_parsing"}
 
 
 def load_toml_model(path: str | Path, cls: type[M]) -> M:
