@@ -76,9 +76,14 @@ _OS_REASONS = {
 }
 
 
+def os_reason(exc: OSError) -> str:
+    """What went wrong, in words (no path)."""
+    return _OS_REASONS.get(exc.errno or 0) or exc.strerror or str(exc) or type(exc).__name__
+
+
 def describe_os_error(exc: OSError) -> str:
     """One line for an OSError: the path it concerns and what went wrong, in words."""
-    reason = _OS_REASONS.get(exc.errno or 0) or exc.strerror or str(exc) or type(exc).__name__
+    reason = os_reason(exc)
     where = exc.filename if exc.filename is not None else None
     text = f"{where}: {reason}" if where is not None else reason
     return " ".join(str(text).split())
@@ -93,8 +98,7 @@ def check_input_path(path: str | Path, label: str | Path | None = None) -> None:
     except FileNotFoundError:
         return
     except OSError as exc:
-        reason = _OS_REASONS.get(exc.errno or 0) or exc.strerror or str(exc)
-        raise InputError(reason, file=label if label is not None else path) from None
+        raise InputError(os_reason(exc), file=label if label is not None else path) from None
 
 
 def control_character(text: str, *, allow: str = "") -> str | None:

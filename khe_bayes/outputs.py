@@ -27,6 +27,7 @@ from khe_bayes.errors import (
     OutputLockedError,
     OutputNotAllowedError,
     describe_os_error,
+    os_reason,
 )
 
 RESULT_MARKERS = ("manifest.json", "reconstruction.json")
@@ -97,9 +98,7 @@ def check_destination(out: Path) -> None:
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise OutputNotAllowedError(
-            f"{out}: cannot write in {parent} ({exc.strerror or exc})"
-        ) from None
+        raise OutputNotAllowedError(f"{out}: cannot write in {parent} ({os_reason(exc)})") from None
     free = shutil.disk_usage(parent).free
     if free < MIN_FREE_BYTES:
         raise OutputNotAllowedError(
