@@ -24,7 +24,22 @@ REPO = Path(__file__).resolve().parents[1]
 EIGHT_SCHOOLS = REPO / "models" / "normal_eight_schools.toml"
 # Sampling that would take many minutes: certainly still sampling when interrupted.
 LONG = ["--draws", "200000", "--tune", "1000", "--chains", "2", "--seed", "1", "--no-progress"]
-SAMPLING = "NUTS"  # PyMC logs "NUTS: [...]" / "NUTS[nutpie]: [...]" as sampling starts
+SAMPLING = "NUTS"  # PyMC logs "NUTS: [...]" / "NUTS[nutpie]: [...]" before compiling
+# The fit command, announcing when nutpie starts sampling (after the model is compiled): an
+# interrupt then lands in the sampling loop, where nutpie swallows it, not in the compilation.
+ANNOUNCED = r"""
+import sys
+import nutpie
+real_sample = nutpie.sample
+
+def sample(*args, **kwargs):
+    print("@@sampling", file=sys.stderr, flush=True)
+    return real_sample(*args, **kwargs)
+
+nutpie.sample = sample
+from khe_bayes.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
 INTERRUPTED = "khe-bayes: interrupted; no output was written\n"
 
 
@@ -88,11 +103,11 @@ def test_ctrl_c_while_sampling_writes_nothing_and_keeps_the_old_result(tmp_path,
     (out / "summary.csv").write_text("earlier\n")
     before = read_tree(out)
     log = tmp_path / "stderr.log"
-    argv = [*console_script(), "fit", str(EIGHT_SCHOOLS), "--out", str(out), "--overwrite", *LONG]
-    proc = start(argv, log, tmp_path)
+    argv = [sys.executable, "-c", ANNOUNCED, "fit", str(EIGHT_SCHOOLS), "--out", str(out)]
+    proc = start([*argv, "--overwrite", *LONG], log, tmp_path)
     try:
-        wait_for(proc, log, SAMPLING)
-        time.sleep(1.0)  # well into sampling
+        wait_for(proc, log, "@@sampling")
+        time.sleep(1.5)  # well into sampling
         if target == "group":
             os.killpg(proc.pid, signal.SIGINT)
         else:
