@@ -20,7 +20,7 @@ from khe_bayes.settings import SamplerSettings
 if TYPE_CHECKING:
     import pymc as pm
 
-WARN_AFTER_S = 600.0  # warn when a fit is expected to take more than this
+WARN_AFTER_S = 300.0  # warn when a fit is expected to take more than this
 SECONDS_PER_GRADIENT_ELEMENT = 2e-8  # per (parameter + observation) per leapfrog step
 SECONDS_PER_GRADIENT_OVERHEAD = 2e-5  # per leapfrog step (Python/numba call overhead)
 
@@ -30,9 +30,8 @@ def model_size(model: pm.Model) -> tuple[int, int]:
     params = sum(int(v.size) for v in model.initial_point().values())
     observed = 0
     for rv in model.observed_RVs:
-        value = model.rvs_to_values[rv]
-        data = getattr(value, "data", None)
-        observed += int(getattr(data, "size", 1)) if data is not None else 1
+        shape = model.rvs_to_values[rv].shape.eval()  # data shapes: cheap to evaluate
+        observed += int(math.prod(int(n) for n in shape))
     return params, observed
 
 
@@ -70,6 +69,37 @@ def warn_if_long(
             f"{settings.chains} chains x {settings.tune + settings.draws} iterations; roughly "
             f"{describe_seconds(seconds)} or more (a rough estimate). Fewer --draws/--chains or "
             "a smaller model make it shorter; Ctrl-C stops it without writing anything.",
+            file=stream or sys.stderr,
+            flush=True,
+        )
+    return seconds
+
+
+# The reanalysis at its defaults (4 reconstructions, 4 chains, 2000 draws, sensitivity on) takes
+# about 4.5 min on 2 cores (benchmarks/RESULTS.md); most of it is the IPD fits, whose cost grows
+# with datasets x chains x (tuning + draws per dataset).
+REANALYSIS_DEFAULT_S = 270.0
+REANALYSIS_WARN_AFTER_S = 1200.0
+
+
+def reanalysis_seconds(datasets: int, sampler: SamplerSettings, *, sensitivity: bool) -> float:
+    """A rough wall time of ``khe-bayes reanalyze`` with these settings (see above)."""
+    per_dataset = min(sampler.draws, max(2000, -(-sampler.draws // datasets)))
+    iterations = datasets * sampler.chains * (max(sampler.tune, 2000) + per_dataset)
+    default_iterations = 4 * 4 * (2000 + 2000)
+    seconds = REANALYSIS_DEFAULT_S * iterations / default_iterations
+    return seconds if sensitivity else seconds * 0.6
+
+
+def warn_if_long_reanalysis(
+    datasets: int, sampler: SamplerSettings, *, sensitivity: bool, stream: TextIO | None = None
+) -> float:
+    seconds = reanalysis_seconds(datasets, sampler, sensitivity=sensitivity)
+    if seconds > REANALYSIS_WARN_AFTER_S:
+        print(
+            f"khe-bayes: warning: a long run: {datasets} datasets x {sampler.chains} chains x "
+            f"{sampler.draws} draws; roughly {describe_seconds(seconds)} on 2 cores (a rough "
+            "estimate; the defaults take about 4.5 min). Ctrl-C stops it without writing anything.",
             file=stream or sys.stderr,
             flush=True,
         )

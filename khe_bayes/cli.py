@@ -96,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
         return _run(argv)
     finally:
         restore()
+        outputs = sys.modules.get("khe_bayes.outputs")
+        if outputs is not None:
+            outputs.release_all()
 
 
 def _run(argv: list[str] | None) -> int:

@@ -184,6 +184,13 @@ def release(out: str | Path) -> None:
     os.close(fd)
 
 
+def release_all() -> None:
+    """Give up every reservation of this process (the CLI does this as it ends, so that a failed
+    run leaves no lock file behind)."""
+    for out in list(_HELD):
+        release(out)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -166,6 +166,11 @@ def run(args: argparse.Namespace) -> int:
             centers=centers, severity_interpretation=args.severity_interpretation
         ),
     )
+    from khe_bayes.budget import warn_if_long_reanalysis
+
+    warn_if_long_reanalysis(
+        1 if args.ipd is not None else args.datasets, sampler, sensitivity=args.sensitivity
+    )
     progress = (lambda _message: None) if getattr(args, "quiet", False) else stderr_progress
     result = run_reanalysis(settings, args.out, overwrite=args.overwrite, progress=progress)
     if not result.converged:
