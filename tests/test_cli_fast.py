@@ -99,3 +99,12 @@ def test_usage_errors_are_one_line():
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("khe-bayes: error: "), (
         proc.stderr
     )
+
+
+def test_quiet_prints_nothing_but_writes_the_result(tmp_path, capsys):
+    from khe_bayes.cli import main
+
+    assert main(["-q", "reconstruct", "--datasets", "1", "--out", str(tmp_path / "rec")]) == 0
+    captured = capsys.readouterr()
+    assert (captured.out, captured.err) == ("", "")
+    assert (tmp_path / "rec" / "dataset_000.csv").exists()

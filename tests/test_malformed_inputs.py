@@ -563,7 +563,7 @@ def test_console_script_gives_one_line_too(tmp_path):
 TINY = ["--draws", "100", "--tune", "100", "--chains", "2", "--cores", "1", "--seed", "1"]
 # Sampling that would take minutes: the process is certainly still sampling when it is killed.
 LONG = ["--draws", "200000", "--tune", "1000", "--chains", "1", "--cores", "1", "--seed", "1"]
-SAMPLING = "NUTS: ["  # PyMC logs this to stderr as sampling starts (also with --no-progress)
+SAMPLING = "NUTS"  # PyMC logs "NUTS: [...]" or "NUTS[nutpie]: [...]" to stderr as sampling starts
 
 # Runs the fit command but stops inside the staging directory, just before manifest.json (the
 # last file) is written, and announces it: a deterministic "killed while writing" point.
