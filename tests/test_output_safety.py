@@ -262,3 +262,17 @@ def test_injected_read_only_and_full_disk_errors(tmp_path, monkeypatch):
         "no space left on the device",
     )
     assert list(tmp_path.iterdir()) == []
+
+
+# --- the Dask scheduler is checked before any work --------------------------------------------
+
+
+def test_a_real_dask_scheduler_passes_the_check():
+    from distributed import LocalCluster
+
+    from khe_bayes.commands.options import check_scheduler
+
+    with LocalCluster(
+        n_workers=0, processes=False, protocol="tcp", dashboard_address=None
+    ) as cluster:
+        check_scheduler(cluster.scheduler_address, timeout=10)
