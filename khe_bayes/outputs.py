@@ -87,22 +87,25 @@ def _nearest_existing(path: Path) -> Path:
     return Path(path.anchor)
 
 
-def check_destination(out: Path) -> None:
+def check_destination(out: Path, *, label: str | None = None) -> None:
     """The nearest existing parent of ``out`` is a writable directory with room (a probe file
     is created and removed, so a read-only mount is caught even as root)."""
     parent = _nearest_existing(out.parent)
+    name = label or str(out)
     if not parent.is_dir():
-        raise OutputNotAllowedError(f"{out}: {parent} is not a directory")
+        raise OutputNotAllowedError(f"{name}: {parent} is not a directory")
     try:
         fd, probe = tempfile.mkstemp(prefix=".khe-bayes-probe-", dir=parent)
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise OutputNotAllowedError(f"{out}: cannot write in {parent} ({os_reason(exc)})") from None
+        raise OutputNotAllowedError(
+            f"{name}: cannot write in {parent} ({os_reason(exc)})"
+        ) from None
     free = shutil.disk_usage(parent).free
     if free < MIN_FREE_BYTES:
         raise OutputNotAllowedError(
-            f"{out}: only {free / 2**20:.1f} MB free on the file system of {parent}; "
+            f"{name}: only {free / 2**20:.1f} MB free on the file system of {parent}; "
             f"a result needs at least {MIN_FREE_BYTES // 2**20} MB"
         )
 

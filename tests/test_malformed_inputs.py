@@ -413,6 +413,10 @@ OPTION_CASES = {
         [*REANALYZE, "--out", OUT, "--scheduler", "localhost"],
         "expected tcp://HOST:PORT",
     ),
+    "store_unwritable": (
+        [*REANALYZE, "--out", OUT, "--workers", "1", "--store", "/proc/khe/store"],
+        "--store /proc/khe/store: cannot write in /proc",
+    ),
     "sbc_scheduler_refused": (
         ["sbc", str(EIGHT_SCHOOLS), "--out", OUT, "--scheduler", "tcp://127.0.0.1:1"],
         "cannot reach the Dask scheduler",

@@ -141,8 +141,10 @@ def run(args: argparse.Namespace) -> int:
         from khe_bayes.ipd import load_ipd
 
         load_ipd(args.ipd)  # bad IPD: one error line, before any progress output or sampling
-    from khe_bayes.outputs import check_can_write
+    from khe_bayes.outputs import check_can_write, check_destination
 
+    if args.store is not None:
+        check_destination(Path(args.store).absolute() / "x", label=f"--store {args.store}")
     check_can_write(Path(args.out), args.overwrite)
     from khe_bayes.reanalysis import (
         REPO_MODELS,

@@ -81,7 +81,7 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from khe_bayes.families import load_spec
-    from khe_bayes.outputs import check_can_write
+    from khe_bayes.outputs import check_can_write, check_destination
 
     out = Path(args.out)
     load_spec(args.spec)  # a bad spec fails here, before any work
@@ -104,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
     if args.draws * args.chains < N_RANKS - 1:
         raise InputError(f"--draws x --chains must be at least {N_RANKS - 1} (draws to rank among)")
     check_scheduler(args.scheduler)
+    if args.store is not None:
+        check_destination(Path(args.store).absolute() / "x", label=f"--store {args.store}")
     check_can_write(out, args.overwrite)
     from khe_bayes.plots import rank_histograms
     from khe_bayes.reanalysis import stderr_progress
