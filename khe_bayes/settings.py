@@ -23,9 +23,10 @@ MAX_SEED = 2**32 - 1  # numpy's SeedSequence takes any non-negative int; PyMC's 
 class SamplerSettings(BaseModel):
     """NUTS settings. ``seed`` fixes every chain, so the same settings give the same draws.
 
-    ``backend``: ``"pymc"`` (PyMC's NUTS, C-compiled, cached on disk across runs) or
-    ``"nutpie"`` (numba-compiled, compiled once per model structure and re-used for every
-    dataset; see compiled.py). The reanalysis's IPD models use nutpie.
+    ``backend``: ``"nutpie"`` (numba-compiled, compiled once per model structure and re-used
+    for every dataset; see compiled.py) or ``"pymc"`` (PyMC's own NUTS implementation,
+    ``pm.sample(nuts_sampler="pymc")``). PyMC 6's ``pm.sample`` itself defaults to nutpie, but
+    compiles per call; the compile-once path is ours.
     """
 
     model_config = ConfigDict(extra="forbid", strict=True)
@@ -37,7 +38,7 @@ class SamplerSettings(BaseModel):
     target_accept: float = Field(default=0.9, gt=0.5, lt=1.0)
     seed: int = Field(default=20170815, ge=0, le=MAX_SEED)
     progressbar: bool | None = None
-    backend: Literal["pymc", "nutpie"] = "pymc"
+    backend: Literal["pymc", "nutpie"] = "nutpie"
 
 
 def settings_error_message(exc: Exception, *, option_prefix: str = "--") -> str:

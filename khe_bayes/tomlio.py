@@ -6,14 +6,11 @@ import json
 import math
 import tomllib
 from pathlib import Path
-from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from khe_bayes.errors import InputError, check_input_path, control_character, describe_os_error
 from khe_bayes.settings import LIMIT_REASONS
-
-M = TypeVar("M", bound=BaseModel)
 
 
 def read_toml(path: str | Path) -> dict:
@@ -95,7 +92,7 @@ def check_values(raw: object, path: tuple = (), *, file: str | Path) -> None:
             )
 
 
-def validate_as(raw: dict, cls: type[M], *, file: str | Path) -> M:
+def validate_as[M: BaseModel](raw: dict, cls: type[M], *, file: str | Path) -> M:
     """Validate ``raw`` as ``cls``, strictly: a number written as a string (``draws = "1000"``)
     is an error, not a number. The first error becomes a one-line InputError."""
     check_values(raw, file=file)
@@ -123,6 +120,6 @@ def validate_as(raw: dict, cls: type[M], *, file: str | Path) -> M:
 STRICT_TYPES = {"int_type", "float_type", "bool_type", "int_parsing", "float_parsing"}
 
 
-def load_toml_model(path: str | Path, cls: type[M]) -> M:
+def load_toml_model[M: BaseModel](path: str | Path, cls: type[M]) -> M:
     """Read and validate a TOML file as ``cls``."""
     return validate_as(read_toml(path), cls, file=path)

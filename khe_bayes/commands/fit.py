@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,7 +13,6 @@ from khe_bayes.outputs import check_can_write, staged_directory, write_json
 from khe_bayes.settings import SamplerSettings, settings_error_message
 
 if TYPE_CHECKING:  # imported in the functions that use them: --help stays fast
-    import arviz as az
     import pymc as pm
 
     from khe_bayes.families import Family
@@ -121,16 +119,6 @@ def check_spec_against_model(spec, family: Family, model: pm.Model, spec_path: P
         check_quantity(model, entry.quantity, spec_path, f"reported[{i + 1}].quantity")
 
 
-def rebuild_from_idata(idata: az.InferenceData, spec_dir: Path) -> pm.Model:
-    """Rebuild the model a saved result came from: its spec is in ``posterior.attrs``."""
-    from khe_bayes.families import FAMILIES
-
-    raw = json.loads(idata.posterior.attrs["spec"])
-    family: Family = FAMILIES[raw["family"]]
-    spec = family.spec.model_validate(raw)
-    return family.build(spec, family.load_data(spec, spec_dir))
-
-
 def run(args: argparse.Namespace) -> int:
     from khe_bayes.families import load_spec
 
@@ -138,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
     settings = sampler_settings(spec, args)
     check_can_write(Path(args.out), args.overwrite)
     from khe_bayes.budget import warn_if_long
+    from khe_bayes.datatree import save
     from khe_bayes.manifest import build_manifest, sha256_file
     from khe_bayes.sampling import fit
     from khe_bayes.spec_ppc import check_reported
@@ -152,7 +141,11 @@ def run(args: argparse.Namespace) -> int:
         model,
         settings,
         posterior_predictive=True,
-        attrs={"spec": spec.model_dump(mode="json"), "family": family.name},
+        attrs={
+            "spec": spec.model_dump(mode="json"),
+            "family": family.name,
+            "spec_folder": str(spec_dir),
+        },
     )
     var_names = [v for v in family.summary_vars(spec) if v in idata.posterior]
     summary = summarize(idata, var_names, family.descriptions_for(spec))
@@ -161,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
     inputs.update({str(p): sha256_file(p) for p in family.data_files(spec, spec_dir)})
     with staged_directory(args.out, overwrite=args.overwrite) as stage:
         summary.to_csv(stage / "summary.csv", float_format="%.6g")
-        idata.to_netcdf(stage / "posterior.nc")
+        save(idata, stage / "posterior.nc")
         outputs = ["summary.csv", "posterior.nc", "manifest.json"]
         if spec.thresholds:
             threshold_probabilities(idata, spec.thresholds).to_csv(
