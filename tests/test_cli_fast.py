@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -115,3 +116,23 @@ def test_the_cli_copy_of_the_number_of_ranks_is_right():
     from khe_bayes.sbc import N_RANKS as USED
 
     assert N_RANKS == USED
+
+
+def test_warnings_go_to_stderr_and_results_to_stdout_and_files(tmp_path):
+    """A deliberately short fit converges poorly: the warning is on stderr, the summary on
+    stdout, and the result directory has normal permissions (0777 minus the umask)."""
+    out = tmp_path / "run"
+    spec = Path(__file__).resolve().parents[1] / "models" / "normal_eight_schools.toml"
+    tiny = ["--draws", "20", "--tune", "20", "--chains", "2", "--seed", "1", "--no-progress"]
+    proc = subprocess.run(
+        [*console_script(), "fit", str(spec), "--out", str(out), *tiny],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        preexec_fn=lambda: os.umask(0o022),
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "khe-bayes: warning: poor convergence" in proc.stderr
+    assert "warning" not in proc.stdout
+    assert "mu" in proc.stdout  # the summary table
+    assert out.stat().st_mode & 0o777 == 0o755

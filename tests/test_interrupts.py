@@ -23,7 +23,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 EIGHT_SCHOOLS = REPO / "models" / "normal_eight_schools.toml"
 # Sampling that would take many minutes: certainly still sampling when interrupted.
-LONG = ["--draws", "200000", "--tune", "1000", "--chains", "2", "--seed", "1", "--no-progress"]
+LONG = ["--draws", "1000000", "--tune", "1000", "--chains", "2", "--seed", "1", "--no-progress"]
 SAMPLING = "NUTS"  # PyMC logs "NUTS: [...]" / "NUTS[nutpie]: [...]" before compiling
 # The fit command, announcing when nutpie starts sampling (after the model is compiled): an
 # interrupt then lands in the sampling loop, where nutpie swallows it, not in the compilation.

@@ -566,8 +566,26 @@ def test_console_script_gives_one_line_too(tmp_path):
 
 TINY = ["--draws", "100", "--tune", "100", "--chains", "2", "--cores", "1", "--seed", "1"]
 # Sampling that would take minutes: the process is certainly still sampling when it is killed.
-LONG = ["--draws", "200000", "--tune", "1000", "--chains", "1", "--cores", "1", "--seed", "1"]
-SAMPLING = "NUTS"  # PyMC logs "NUTS: [...]" or "NUTS[nutpie]: [...]" to stderr as sampling starts
+# (nutpie samples eight schools at ~100k draws/s/chain: a million draws is still many seconds)
+LONG = ["--draws", "1000000", "--tune", "1000", "--chains", "2", "--cores", "1", "--seed", "1"]
+SAMPLING = "@@sampling"  # announced by the SAMPLING_ANNOUNCED harness as nutpie starts
+
+# Runs the fit command and announces on stderr when nutpie starts to sample (the compiled path
+# logs nothing of its own), so the test kills a process that is certainly sampling.
+SAMPLING_ANNOUNCED = r"""
+import sys
+import nutpie
+from khe_bayes.cli import main
+
+real_sample = nutpie.sample
+
+def sample(*args, **kwargs):
+    print("@@sampling", file=sys.stderr, flush=True)
+    return real_sample(*args, **kwargs)
+
+nutpie.sample = sample
+sys.exit(main())
+"""
 
 # Runs the fit command but stops inside the staging directory, just before manifest.json (the
 # last file) is written, and announces it: a deterministic "killed while writing" point.
@@ -595,7 +613,8 @@ def read_tree(root: Path) -> dict[str, str]:
 
 
 def start(argv: list[str], log: Path, *, pause_in_staging: bool = False) -> subprocess.Popen:
-    prefix = [sys.executable, "-c", PAUSE_IN_STAGING] if pause_in_staging else console_script()
+    harness = PAUSE_IN_STAGING if pause_in_staging else SAMPLING_ANNOUNCED
+    prefix = [sys.executable, "-c", harness]
     with open(log, "w") as fh:
         return subprocess.Popen([*prefix, *argv], stdout=subprocess.DEVNULL, stderr=fh, cwd=REPO)
 
@@ -651,17 +670,19 @@ def test_killed_overwrite_leaves_the_earlier_result_intact(tmp_path):
     before = read_tree(out)
     assert {"summary.csv", "posterior.nc", "thresholds.csv", "manifest.json"} <= set(before)
 
-    # Killed while sampling (the real executable), and killed while writing the staging
-    # directory; both were asked to --overwrite.
+    # Killed while sampling, then killed while writing the staging directory; both were asked
+    # to --overwrite. One after the other: a second run to the same --out while the first is
+    # running is refused at once (the output lock, issue 16), so they cannot overlap.
     sampling_log, staging_log = logs / "sampling.log", logs / "staging.log"
+    kill_both([(start([*base, *LONG, "--overwrite"], sampling_log), sampling_log, SAMPLING)])
+    assert read_tree(out) == before
     kill_both(
         [
-            (start([*base, *LONG, "--overwrite"], sampling_log), sampling_log, SAMPLING),
             (
                 start([*base, *TINY, "--overwrite"], staging_log, pause_in_staging=True),
                 staging_log,
                 "@@paused in",
-            ),
+            )
         ]
     )
     assert read_tree(out) == before

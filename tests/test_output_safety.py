@@ -164,9 +164,10 @@ def test_a_second_run_to_the_same_out_is_refused_at_once(tmp_path):
         assert holder.stdout.readline().strip() == "@@locked"
         with pytest.raises(OutputLockedError, match=f"pid {holder.pid}"):
             check_can_write(out, overwrite=True)
-        # the same through the staging directory
+        # the same through the staging directory, and through the command line
         with pytest.raises(OutputLockedError), staged_directory(out, overwrite=True):
             pass
+        assert_refused(["fit", EIGHT, "--out", str(out), "--no-progress"], "another khe-bayes run")
     finally:
         holder.kill()
         holder.wait(timeout=30)
