@@ -47,10 +47,14 @@ def fit(
     compiled for this fit alone.
     """
     log_likelihood = log_likelihood and bool(model.observed_RVs)
-    if settings.backend == "nutpie":
-        idata = _fit_nutpie(model, settings, compiled_as, log_likelihood)
-    else:
-        idata = _fit_pymc(model, settings, log_likelihood)
+    try:
+        if settings.backend == "nutpie":
+            idata = _fit_nutpie(model, settings, compiled_as, log_likelihood)
+        else:
+            idata = _fit_pymc(model, settings, log_likelihood)
+    except Exception:
+        raise_if_interrupted()  # e.g. chains of unequal length after nutpie's abort on Ctrl-C
+        raise
     raise_if_interrupted()  # PyMC and nutpie return a truncated trace on Ctrl-C: not a result
     with model:
         if prior_draws:

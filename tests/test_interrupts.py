@@ -143,15 +143,14 @@ def test_ctrl_c_during_start_up_is_one_line(tmp_path):
     assert not out.exists()
 
 
-# The fit command, with PyMC's own multiprocess NUTS (one forked process per chain) instead of
-# PyMC 6's default nutpie (threads): the case where chains could outlive their parent.
-FORKED_CHAINS = r"""
-import functools, sys
-import pymc
-pymc.sample = functools.partial(pymc.sample, nuts_sampler="pymc")
-from khe_bayes.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
+def pymc_backend_spec(folder: Path) -> Path:
+    """Eight schools with PyMC's own multiprocess NUTS (one forked process per chain) instead
+    of nutpie (threads): the case where chains could outlive their parent."""
+    data = (EIGHT_SCHOOLS.parent / "data" / "eight_schools.csv").as_posix()
+    text = EIGHT_SCHOOLS.read_text().replace('data = "data/eight_schools.csv"', f'data = "{data}"')
+    spec = folder / "eight_pymc.toml"
+    spec.write_text(text.replace("[sampler]\n", '[sampler]\nbackend = "pymc"\n'))
+    return spec
 
 
 def children(pid: int) -> list[int]:
@@ -178,7 +177,7 @@ def alive(pid: int) -> bool:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 def test_chain_processes_die_with_their_parent(tmp_path):
     log = tmp_path / "stderr.log"
-    argv = [sys.executable, "-c", FORKED_CHAINS, "fit", str(EIGHT_SCHOOLS), "--out"]
+    argv = [*console_script(), "fit", str(pymc_backend_spec(tmp_path)), "--out"]
     argv += [str(tmp_path / "run"), *LONG, "--cores", "2"]
     proc = start(argv, log, tmp_path)
     chains: list[int] = []
