@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from khe_bayes.errors import InputError
+from khe_bayes.errors import InputError, check_input_path, control_character
 
 MAX_BYTES = 50 * 1024 * 1024
 ARMS = ("sirolimus", "combination")
@@ -86,6 +86,7 @@ def load_ipd(path: str | Path) -> pd.DataFrame:
     """Read and validate an IPD CSV (UTF-8, comma-separated, header row)."""
     path = Path(path)
     label = str(path)
+    check_input_path(path, label)  # a symlink loop or a permission problem, in those words
     if not path.exists():
         raise InputError("file not found", file=label)
     if not path.is_file():
@@ -196,6 +197,9 @@ def _convert(values: pd.Series, col: Column, source: str) -> pd.Series:
             continue
         text = str(value).strip()
         if col.kind == "text":
+            bad = control_character(text)
+            if bad:
+                fail(f"control character {bad} in {text!r}; labels must be printable text")
             converted.append(text)
             continue
         if col.kind == "category":

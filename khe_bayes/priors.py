@@ -31,6 +31,9 @@ PRIOR_REGISTRY: dict[str, tuple[type, frozenset[str], frozenset[str], str]] = {
     "LogNormal": (pm.LogNormal, frozenset({"mu", "sigma"}), frozenset(), "positive"),
 }
 
+# A prior parameter beyond this is a typo or overflow bait (sigma = 1e308 overflows sigma**2).
+MAX_PARAMETER = 1e6
+
 _POSITIVE_PARAMS = {"sigma", "beta", "alpha", "nu", "lam", "s"}
 
 
@@ -62,6 +65,11 @@ class Prior(BaseModel):
                 raise ValueError(f"{self.dist} parameter {key} must be a number, got {value!r}")
             if not math.isfinite(value):
                 raise ValueError(f"{self.dist} parameter {key} must be finite, got {value}")
+            if abs(value) > MAX_PARAMETER:
+                raise ValueError(
+                    f"{self.dist} parameter {key} = {value:g} is absurd (magnitude above "
+                    f"{MAX_PARAMETER:g}: it overflows in the log density); rescale the data"
+                )
             positive = key in _POSITIVE_PARAMS and not (self.dist == "Cauchy" and key == "alpha")
             if positive and value <= 0:
                 raise ValueError(f"{self.dist} parameter {key} must be > 0, got {value}")

@@ -8,35 +8,16 @@ import os
 import sys
 import warnings
 from collections.abc import Hashable
-from typing import Literal
 
 import numpy as np
 import pymc as pm
 import xarray as xr
-from pydantic import BaseModel, ConfigDict, Field
 
 from khe_bayes.datatree import dataset, set_group, stamp
+from khe_bayes.interrupts import raise_if_interrupted
+from khe_bayes.settings import SamplerSettings
 
-
-class SamplerSettings(BaseModel):
-    """NUTS settings. ``seed`` fixes every chain, so the same settings give the same draws.
-
-    ``backend``: ``"nutpie"`` (numba-compiled, compiled once per model structure and re-used
-    for every dataset; see compiled.py) or ``"pymc"`` (PyMC's own NUTS implementation,
-    ``pm.sample(nuts_sampler="pymc")``). PyMC 6's ``pm.sample`` itself defaults to nutpie, but
-    compiles per call; the compile-once path is ours.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    draws: int = Field(default=2000, ge=10)
-    tune: int = Field(default=1000, ge=0)
-    chains: int = Field(default=4, ge=1)
-    cores: int | None = Field(default=None, ge=1)
-    target_accept: float = Field(default=0.9, gt=0.5, lt=1.0)
-    seed: int = Field(default=20170815, ge=0)
-    progressbar: bool | None = None
-    backend: Literal["pymc", "nutpie"] = "nutpie"
+__all__ = ["SamplerSettings", "derive_seed", "fit", "with_seed"]
 
 
 def _show_progress(settings: SamplerSettings) -> bool:
@@ -66,10 +47,15 @@ def fit(
     compiled for this fit alone.
     """
     log_likelihood = log_likelihood and bool(model.observed_RVs)
-    if settings.backend == "nutpie":
-        idata = _fit_nutpie(model, settings, compiled_as, log_likelihood)
-    else:
-        idata = _fit_pymc(model, settings, log_likelihood)
+    try:
+        if settings.backend == "nutpie":
+            idata = _fit_nutpie(model, settings, compiled_as, log_likelihood)
+        else:
+            idata = _fit_pymc(model, settings, log_likelihood)
+    except Exception:
+        raise_if_interrupted()  # e.g. chains of unequal length after nutpie's abort on Ctrl-C
+        raise
+    raise_if_interrupted()  # PyMC and nutpie return a truncated trace on Ctrl-C: not a result
     with model:
         if prior_draws:
             prior = pm.sample_prior_predictive(prior_draws, random_seed=settings.seed)

@@ -30,13 +30,12 @@ from scipy import stats
 
 from khe_bayes.compiled import SamplerCache, process_cache
 from khe_bayes.sampling import SamplerSettings, derive_seed, with_seed
+from khe_bayes.settings import SBC_SAMPLER as _SBC_SAMPLER
 from khe_bayes.summary import diagnostics
 from khe_bayes.sweep import Task, fingerprint, jsonable
 
 N_RANKS = 100  # ranks 0..99: the truth among 99 evenly thinned posterior draws
-SBC_SAMPLER = SamplerSettings(
-    draws=500, tune=500, chains=2, target_accept=0.95, backend="nutpie", cores=1
-)
+SBC_SAMPLER = _SBC_SAMPLER  # defined in settings.py, so the CLI reads it without PyMC
 
 
 def observed_data_names(model: pm.Model) -> dict[str, str]:
