@@ -298,6 +298,11 @@ def _quantities(
     raise ValueError(f"unknown block {block.name!r}")
 
 
+QUANTITIES = {
+    "age": ["kmp", "non_kmp"],
+    "severity": ["score_6m", "change_6m", "score_12m", "change_12m"],
+    "shrinkage": ["non_kmp", "kmp_combination", "kmp_sirolimus", "kmp"],
+}
 COORDS = {
     "age": {"group": ["kmp", "non_kmp"]},
     "severity": {"visit": ["0m", "6m", "12m"], "followup": ["6m", "12m"]},
@@ -548,21 +553,34 @@ def build_block_model(
     numbers (times the density of the rest).
     """
     stmts = block.statements
-    coords = {**COORDS[block.name], "statement": [s.statistic for s in stmts]}
+    coords = {
+        **COORDS[block.name],
+        "statement": [s.statistic for s in stmts],
+        "quantity": QUANTITIES[block.name],
+    }
     half = np.array([0.5 * 10.0 ** (-s.ci.decimals) for s in stmts])
     lower = np.array([s.ci.lower for s in stmts])
     upper = np.array([s.ci.upper for s in stmts])
     with pm.Model(coords=coords) as model:
         if options.icc is None:
             icc = pm.Beta("icc", alpha=priors.icc_alpha, beta=priors.icc_beta)
-        else:
-            icc = pm.Deterministic("icc", pt.as_tensor(float(options.icc)))
+        else:  # a data container, so one compiled function serves every fixed value
+            icc = pm.Deterministic("icc", pm.Data("icc_fixed", float(options.icc)))
         anchors = {}
         for st in stmts:
             reading = next(r for r in st.readings if r.id == joint[st.statistic])
             if reading.estimand == "group_means":
                 anchors.update(zip(reading.groups, (st.ci.lower, st.ci.upper), strict=True))
         qs = _quantities(block, priors, options.design, icc, anchors)
+        names = QUANTITIES[block.name]
+        # population mean, SD and design effect of each summarised quantity (predictive checks)
+        pm.Deterministic("quantity_mean", pt.stack([qs[n].mean for n in names]), dims="quantity")
+        pm.Deterministic("quantity_sd", pt.stack([qs[n].sd for n in names]), dims="quantity")
+        pm.Deterministic(
+            "quantity_deff",
+            pt.stack([pt.as_tensor(qs[n].deff).astype("float64") for n in names]),
+            dims="quantity",
+        )
         lo = pm.Uniform("exact_lower", lower=lower - half, upper=lower + half, dims="statement")
         up = pm.Uniform("exact_upper", lower=upper - half, upper=upper + half, dims="statement")
         pm.Potential("rounding_cell_log_volume", pt.as_tensor(2 * float(np.sum(np.log(2 * half)))))

@@ -114,32 +114,48 @@ def estimand_vars(model, block: str) -> list:
     return [model[name] for name in ESTIMANDS[block]]
 
 
-def importance(model, block: str, proposal: Proposal, n: int, rng) -> dict:
-    """Log marginal likelihood (and SE, ESS) of ``model`` by importance sampling, with the
-    normalised weights and the estimands at the draws (for self-normalised summaries).
+class Importance:
+    """Importance sampling of one model: log marginal likelihood (with its delta-method Monte
+    Carlo SE and the weights' ESS), normalised weights and the estimands at the draws. Compiled
+    once; a fixed-ICC model can be re-run at another ICC by setting its ``icc_fixed`` data.
     Proposal columns of variables the model lacks (a fixed ICC) are marginalised out: the
     marginal of a multivariate t is the t of the sub-vector."""
-    names, fn = _vectorised(model, estimand_vars(model, block))
-    idx = np.concatenate([np.arange(proposal.mean.size)[proposal.slices[nm]] for nm in names])
-    sub = Proposal(names, {}, {}, proposal.mean[idx], proposal.cov[np.ix_(idx, idx)])
-    x, logq = sub.draw(n, rng)
-    args, start = [], 0
-    for nm in names:
-        k = int(np.prod(proposal.shapes[nm], dtype=int))
-        args.append(x[:, start : start + k].reshape(n, *proposal.shapes[nm]))
-        start += k
-    logp, *values = fn(*args)
-    logw = np.where(np.isfinite(logp), logp - logq, -np.inf)
-    log_z = float(special.logsumexp(logw) - np.log(n))
-    w = np.exp(logw - logw.max())
-    rel_var = np.var(w) / n / np.mean(w) ** 2
-    return {
-        "log_z": log_z,
-        "log_z_se": float(np.sqrt(rel_var)),
-        "ess": float(w.sum() ** 2 / np.sum(w**2)),
-        "weights": w / w.sum(),
-        "values": dict(zip(ESTIMANDS[block], values, strict=True)),
-    }
+
+    def __init__(self, model, block: str, proposal: Proposal):
+        self.model, self.block = model, block
+        self.names, self.fn = _vectorised(model, estimand_vars(model, block))
+        idx = np.concatenate(
+            [np.arange(proposal.mean.size)[proposal.slices[n]] for n in self.names]
+        )
+        self.shapes = [proposal.shapes[n] for n in self.names]
+        self.proposal = Proposal(
+            self.names, {}, {}, proposal.mean[idx], proposal.cov[np.ix_(idx, idx)]
+        )
+
+    def run(self, n: int, rng: np.random.Generator) -> dict:
+        x, logq = self.proposal.draw(n, rng)
+        args, start = [], 0
+        for shape in self.shapes:
+            k = int(np.prod(shape, dtype=int))
+            args.append(x[:, start : start + k].reshape(n, *shape))
+            start += k
+        logp, *values = self.fn(*args)
+        logw = np.where(np.isfinite(logp), logp - logq, -np.inf)
+        log_z = float(special.logsumexp(logw) - np.log(n))
+        w = np.exp(logw - logw.max())
+        rel_var = np.var(w) / n / np.mean(w) ** 2
+        return {
+            "log_z": log_z,
+            "log_z_se": float(np.sqrt(rel_var)),
+            "ess": float(w.sum() ** 2 / np.sum(w**2)),
+            "weights": w / w.sum(),
+            "values": dict(zip(ESTIMANDS[self.block], values, strict=True)),
+        }
+
+
+def importance(model, block: str, proposal: Proposal, n: int, rng) -> dict:
+    """One importance-sampling run (see :class:`Importance`)."""
+    return Importance(model, block, proposal).run(n, rng)
 
 
 def posterior_weights(fits: list[ReadingFit], rng, n_sim: int = 2000) -> None:
@@ -167,14 +183,19 @@ def fit_block(
     its own test is fitted without the p bounds (its predictive check needs draws) and gets
     weight 0."""
     fits = []
+    checked_excluded: set[tuple[str, str]] = set()
     for joint in block.joint_readings():
-        reasons = []
+        reasons, keys = [], []
         for st in block.statements:
             reading = next(r for r in st.readings if r.id == joint[st.statistic])
             why = same_test_check(st, reading, block.sizes)
             if why:
                 reasons.append(f"{st.statistic}: {why}")
+                keys.append((st.statistic, reading.id))
         excluded = "; ".join(reasons)
+        if excluded and all(k in checked_excluded for k in keys):
+            continue  # weight 0 either way; one fit per excluded reading serves its check
+        checked_excluded.update(keys)
         opts = ModelOptions(icc=options.icc, p_bounds=not excluded, design=options.design)
         model = build_block_model(block, joint, priors, opts)
         seed = derive_seed(sampler.seed, "summary_data", block.name, *joint.values())
@@ -325,54 +346,66 @@ def icc_sensitivity(
     mean, 95% interval and P(> 0), and one per (ICC, statement reading) with its weight."""
     rows = []
     rng = np.random.default_rng(seed)
-    for icc in grid:
-        opts = ModelOptions(icc=icc, p_bounds=True, design=options.design)
-        for block in blocks:
-            group = [f for f in fits if f.block == block.name and not f.excluded]
-            results = [
-                importance(
-                    build_block_model(block, f.joint, priors, opts),
-                    block.name,
-                    f.proposal,
-                    is_draws,
-                    rng,
-                )
-                for f in group
-            ]
-            logp = np.array([np.log(f.prior_weight) + r["log_z"] for f, r in zip(group, results)])
+    opts = ModelOptions(icc=grid[0], p_bounds=True, design=options.design)
+    for block in blocks:
+        group = [f for f in fits if f.block == block.name and not f.excluded]
+        evaluators = [
+            Importance(build_block_model(block, f.joint, priors, opts), block.name, f.proposal)
+            for f in group
+        ]
+        labels = _estimand_labels(evaluators[0].model, block.name)
+        for icc in grid:
+            for ev in evaluators:
+                ev.model["icc_fixed"].set_value(float(icc))
+            results = [ev.run(is_draws, rng) for ev in evaluators]
+            logp = np.array(
+                [np.log(f.prior_weight) + r["log_z"] for f, r in zip(group, results, strict=True)]
+            )
             w = np.exp(logp - special.logsumexp(logp))
-            deff_max = options.design.deff(block.sizes["all"], icc)
+            deff = options.design.deff(block.sizes["all"], icc)
             for st in block.statements:
                 for r in st.readings:
-                    wr = sum(wi for f, wi in zip(group, w) if f.joint[st.statistic] == r.id)
+                    wr = sum(
+                        wi for f, wi in zip(group, w, strict=True) if f.joint[st.statistic] == r.id
+                    )
                     rows.append(
                         {
                             "icc": icc,
+                            "design_effect_n52": deff,
                             "block": block.name,
                             "row": "reading weight",
                             "quantity": f"{st.statistic}: {r.id}",
                             "mean": float(wr),
-                            "design_effect_n52": deff_max,
                         }
                     )
-            for name in results[0]["values"]:
-                vals = [np.asarray(r["values"][name]) for r in results]
-                flat = [v.reshape(v.shape[0], -1) for v in vals]
-                for j in range(flat[0].shape[1]):
+            wt = np.concatenate([wi * r["weights"] for wi, r in zip(w, results, strict=True)])
+            wt = wt / wt.sum()
+            for name in ESTIMANDS[block.name]:
+                flat = [np.asarray(r["values"][name]).reshape(is_draws, -1) for r in results]
+                for j, label in enumerate(labels[name]):
                     x = np.concatenate([v[:, j] for v in flat])
-                    wt = np.concatenate([wi * r["weights"] for wi, r in zip(w, results)])
-                    label = name if flat[0].shape[1] == 1 else f"{name}[{j}]"
                     rows.append(
                         {
                             "icc": icc,
+                            "design_effect_n52": deff,
                             "block": block.name,
                             "row": "estimand",
                             "quantity": label,
-                            **_describe(x, wt / wt.sum()),
-                            "design_effect_n52": deff_max,
+                            **_describe(x, wt),
                         }
                     )
     return pd.DataFrame(rows)
+
+
+def _estimand_labels(model, block: str) -> dict[str, list[str]]:
+    out = {}
+    for name in ESTIMANDS[block]:
+        dims = model.named_vars_to_dims.get(name) or ()
+        if not dims:
+            out[name] = [name]
+        else:
+            out[name] = [f"{name}[{c}]" for c in model.coords[dims[0]]]
+    return out
 
 
 def icc_prior_vs_posterior(fits: list[ReadingFit], priors: SummaryPriors) -> pd.DataFrame:
@@ -423,3 +456,54 @@ def fit_diagnostics(fits: list[ReadingFit]) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+def run_summary_data(
+    evidence,
+    sampler: SamplerSettings,
+    *,
+    priors: SummaryPriors = SummaryPriors(),
+    options: ModelOptions = ModelOptions(),
+    is_draws: int = 20_000,
+    icc_grid=ICC_GRID,
+    check_draws: int = 2000,
+    progress=lambda message: None,
+) -> SummaryDataResult:
+    """The whole summary-data analysis: fits, reading weights, mixture posterior, ICC
+    sensitivity, ICC prior vs posterior, predictive checks and diagnostics."""
+    from khe_bayes.summary_data import blocks_from_evidence
+    from khe_bayes.summary_data_checks import summary_data_checks
+
+    blocks = blocks_from_evidence(evidence)
+    fits: list[ReadingFit] = []
+    for block in blocks:
+        progress(f"summary-data model: {block.name} ({len(block.joint_readings())} readings)")
+        fits += fit_block(block, priors, sampler, options=options, is_draws=is_draws)
+    rng = np.random.default_rng(derive_seed(sampler.seed, "summary_data", "weights"))
+    posterior_weights(fits, rng)
+    result = SummaryDataResult(fits, priors, options)
+    result.weights = statement_weights(blocks, fits)
+    result.joint_weights = pd.DataFrame(
+        [
+            {
+                "block": f.block,
+                "joint_reading": f.label,
+                "prior_weight": f.prior_weight,
+                "posterior_weight": f.posterior_weight,
+                "mcse": f.posterior_weight_mcse,
+                "excluded": f.excluded,
+            }
+            for f in fits
+        ]
+    )
+    result.summary = mixture_summary(fits, rng)
+    result.by_reading = reading_summary(fits)
+    progress("summary-data model: design-effect (ICC) sensitivity")
+    result.icc_sensitivity = icc_sensitivity(
+        blocks, fits, priors, options, grid=icc_grid, is_draws=is_draws, seed=sampler.seed
+    )
+    result.icc_prior_posterior = icc_prior_vs_posterior(fits, priors)
+    progress("summary-data model: predictive checks against the printed numbers")
+    result.checks = summary_data_checks(blocks, fits, n_draws=check_draws, seed=sampler.seed)
+    result.diagnostics = fit_diagnostics(fits)
+    return result
