@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import arviz as az
 import numpy as np
 import pandas as pd
+import xarray as xr
 
 from khe_bayes.aggregate import (
     AggregateProportionSpec,
@@ -28,11 +29,11 @@ from khe_bayes.summary import select_draws, summarize, threshold_probabilities
 
 @dataclass
 class AggregateResult:
-    """Per prior set: the InferenceData; plus the tables built from them."""
+    """Per prior set: the DataTree; plus the tables built from them."""
 
     spec: AggregateProportionSpec
     data: list[ProportionData]
-    fits: dict[str, az.InferenceData] = field(default_factory=dict)
+    fits: dict[str, xr.DataTree] = field(default_factory=dict)
     summary: pd.DataFrame | None = None
     thresholds: pd.DataFrame | None = None
     zero_events: pd.DataFrame | None = None

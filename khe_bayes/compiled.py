@@ -10,9 +10,11 @@ small KHE models well under one.
 
 Why nutpie: measured on the reconstructed KHE data (benchmarks/RESULTS.md), nutpie samples these
 models many times faster than PyMC's NUTS and its compiled models accept new data directly.
-Its trace is taken raw (Arrow) and turned into InferenceData here, keeping only the posterior
+Its trace is taken raw (Arrow) and turned into an ArviZ DataTree here, keeping only the posterior
 draws and the per-draw sample stats: nutpie's own conversion also builds the warm-up groups and
 the per-draw list columns, which cost about a sixth of the time per dataset of these models.
+The model's observed and constant data are attached from the built model (as PyMC does), and
+the pointwise log-likelihood on request (LOO needs it; pooled reconstructions skip it).
 
 The guarantee that "same structure" means "same model" rests on every builder routing its data
 through ``pm.Data``; tests/test_compiled.py checks each builder by comparing the log density and
@@ -27,7 +29,6 @@ import re
 from collections.abc import Collection, Hashable
 from typing import Any
 
-import arviz as az
 import numpy as np
 import pandas as pd
 import pymc as pm
@@ -36,6 +37,8 @@ import xarray as xr
 from pytensor.graph.basic import Constant
 from pytensor.graph.traversal import ancestors
 from pytensor.printing import debugprint
+
+from khe_bayes.datatree import model_groups, set_group, tree
 
 
 def model_data(model: pm.Model) -> dict[str, np.ndarray]:
@@ -95,14 +98,25 @@ class CompiledSampler:
         # the sampler's unconstrained values (e.g. center_sd_log__) are not model quantities
         self._transformed = {v.name for v in model.value_vars if v.name not in model.named_vars}
 
-    def sample(self, model: pm.Model, settings: Any) -> az.InferenceData:
+    def sample(
+        self, model: pm.Model, settings: Any, *, log_likelihood: bool = False
+    ) -> xr.DataTree:
         """Sample the posterior of ``model`` (which must have this sampler's structure) with its
-        own data. ``settings`` is a :class:`khe_bayes.sampling.SamplerSettings`."""
+        own data. ``settings`` is a :class:`khe_bayes.sampling.SamplerSettings`. The result also
+        holds the model's ``observed_data`` and ``constant_data`` and, with ``log_likelihood``,
+        the pointwise log-likelihood of every observed variable."""
         if structure_key(model) != self.key:
             raise ValueError("model structure differs from the compiled one; compile it anew")
-        return self.sample_data(model_data(model), settings)
+        result = self.sample_data(model_data(model), settings)
+        for group, ds in model_groups(model).items():
+            set_group(result, group, ds)
+        if log_likelihood:
+            result = pm.compute_log_likelihood(
+                result, model=model, extend_inferencedata=True, progressbar=False
+            )
+        return result
 
-    def sample_data(self, data: dict[str, np.ndarray], settings: Any) -> az.InferenceData:
+    def sample_data(self, data: dict[str, np.ndarray], settings: Any) -> xr.DataTree:
         """Sample with some ``pm.Data`` arrays replaced (same shapes); the rest keep the values
         the model was compiled with. Simulation-based calibration swaps only the observations.
 
@@ -152,8 +166,8 @@ def raw_trace_to_inference_data(
     stat_batches: list,
     coords: dict[str, pd.Index],
     drop: Collection[str] = (),
-) -> az.InferenceData:
-    """nutpie's raw Arrow trace (one draw and one stat batch per chain) as InferenceData: the
+) -> xr.DataTree:
+    """nutpie's raw Arrow trace (one draw and one stat batch per chain) as a DataTree: the
     ``posterior`` group (draws after tuning, every variable but ``drop``, dims from nutpie's
     column metadata) and ``sample_stats`` (every per-draw scalar statistic: diverging, energy,
     step_size, depth, n_steps, ...). Warm-up draws and list-valued statistics are left out."""
@@ -172,8 +186,11 @@ def raw_trace_to_inference_data(
             column = _column(stat, name, scalar_only=True)
             if column is not None:
                 stats.setdefault(name, []).append(column[0][kept])
-    return az.InferenceData(
-        posterior=_dataset(posterior, dims, coords), sample_stats=_dataset(stats, {}, coords)
+    return tree(
+        {
+            "posterior": _dataset(posterior, dims, coords),
+            "sample_stats": _dataset(stats, {}, coords),
+        }
     )
 
 
@@ -190,7 +207,8 @@ def _column(batch, name: str, scalar_only: bool = False):
         raise ValueError(f"nutpie trace column {name!r} has missing draws")
     shape = tuple(int(n) for n in meta[b"shape"].decode().split(",")) if b"shape" in meta else ()
     names = meta[b"dims"].decode().split(",") if b"dims" in meta else []
-    names = names or [f"{name}_dim_{i}" for i in range(len(shape))]
+    if len(names) != len(shape):  # every model variable is declared with dims (tests check it)
+        raise ValueError(f"nutpie trace column {name!r} has no dims; give the variable dims=")
     flat = array.flatten() if is_list else array
     return flat.to_numpy(zero_copy_only=False).reshape((len(array), *shape)), names
 
@@ -213,6 +231,7 @@ def _dataset(
         },
     )
     dataset.attrs["inference_library"] = "nutpie"
+    dataset.attrs["sample_dims"] = ["chain", "draw"]
     return dataset
 
 

@@ -21,6 +21,7 @@ from khe_bayes.hierarchical import (
 )
 from khe_bayes.hierarchical.response import response_long
 from khe_bayes.hierarchical.severity import severity_long
+from khe_bayes.model_comparison import compare_loo
 from khe_bayes.pooling import (
     PooledFit,
     dataset_tasks,
@@ -142,6 +143,7 @@ class IPDResult:
     summary: pd.DataFrame | None = None
     variance_share: pd.DataFrame | None = None
     diagnostics: pd.DataFrame | None = None
+    loo: pd.DataFrame | None = None  # ordinal vs Gaussian severity, real IPD only
 
 
 def run_ipd_models(
@@ -163,6 +165,7 @@ def run_ipd_models(
             settings,
             spec.var_names,
             attrs={"model": spec.name, "data_source": source},
+            log_likelihood=source != "reconstruction",  # LOO only on real patient data
         )
         for spec in models
     }
@@ -181,6 +184,9 @@ def run_ipd_models(
     result.summary = pd.concat(summaries)
     result.variance_share = pd.concat(shares, ignore_index=True)
     result.diagnostics = pd.concat(diags, ignore_index=True)
+    severity = [f"severity_{kind}" for kind in ("ordinal", "gaussian")]
+    if source != "reconstruction" and all(name in result.fits for name in severity):
+        result.loo = compare_loo({name: result.fits[name].per_dataset[0] for name in severity})
     return result
 
 

@@ -1,4 +1,4 @@
-"""Figures (PNG) from InferenceData and result tables. Matplotlib only, non-interactive backend."""
+"""Figures (PNG) from ArviZ results and tables. Matplotlib only, non-interactive backend."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import arviz as az
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import xarray as xr
 
-from khe_bayes.summary import HDI_PROB, select_draws
+from khe_bayes.summary import CI_PROB, select_draws
 
 DPI = 110
 
@@ -24,7 +25,7 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def forest_by_prior(fits: dict[str, az.InferenceData], var: str, path: Path, title: str) -> Path:
+def forest_by_prior(fits: dict[str, xr.DataTree], var: str, path: Path, title: str) -> Path:
     """Posterior mean and 95% HDI of each element of ``var``, one marker per prior set."""
     first = next(iter(fits.values()))
     dim = next(d for d in first.posterior[var].dims if d not in ("chain", "draw"))
@@ -34,7 +35,7 @@ def forest_by_prior(fits: dict[str, az.InferenceData], var: str, path: Path, tit
     for offset, (prior, idata) in zip(offsets, fits.items(), strict=True):
         for i, label in enumerate(labels):
             draws = select_draws(idata, f"{var}[{label}]")
-            lo, hi = az.hdi(draws, hdi_prob=HDI_PROB)
+            lo, hi = az.hdi(draws, prob=CI_PROB)
             y = i + offset
             ax.plot([lo, hi], [y, y], lw=2, color=f"C{list(fits).index(prior)}")
             ax.plot(draws.mean(), y, "o", color=f"C{list(fits).index(prior)}")
@@ -42,7 +43,7 @@ def forest_by_prior(fits: dict[str, az.InferenceData], var: str, path: Path, tit
         ax.plot([], [], "o-", color=f"C{i}", label=prior)
     ax.set_yticks(range(len(labels)), labels)
     ax.invert_yaxis()
-    ax.set_xlabel(f"{var} (posterior mean and {HDI_PROB:.0%} HDI)")
+    ax.set_xlabel(f"{var} (posterior mean and {CI_PROB:.0%} HDI)")
     ax.set_title(title)
     ax.legend(title="prior", fontsize=8, loc="best")
     ax.grid(axis="x", alpha=0.3)
@@ -50,7 +51,7 @@ def forest_by_prior(fits: dict[str, az.InferenceData], var: str, path: Path, tit
 
 
 def densities_with_thresholds(
-    idata: az.InferenceData,
+    idata: xr.DataTree,
     quantities: list[str],
     thresholds: pd.DataFrame,
     path: Path,
@@ -81,9 +82,7 @@ def densities_with_thresholds(
     return _save(fig, path)
 
 
-def zero_event_plot(
-    idata: az.InferenceData, zero_events: pd.DataFrame, prior: str, path: Path
-) -> Path:
+def zero_event_plot(idata: xr.DataTree, zero_events: pd.DataFrame, prior: str, path: Path) -> Path:
     """Posterior of each zero-event rate with the credible bound and the rule of three."""
     rows = zero_events[zero_events["prior"] == prior]
     fig, axes = plt.subplots(1, len(rows), figsize=(4.2 * len(rows), 3.2))
@@ -136,7 +135,7 @@ def ppc_reported_plot(ppc: pd.DataFrame, replications: pd.DataFrame, path: Path)
 
 
 def center_forest(
-    idata: az.InferenceData, var: str, path: Path, title: str, select: dict | None = None
+    idata: xr.DataTree, var: str, path: Path, title: str, select: dict | None = None
 ) -> Path:
     """Forest plot of a per-center quantity (posterior mean, 50% and 95% HDI), with the
     cross-center mean as a dashed line."""
@@ -147,15 +146,15 @@ def center_forest(
     fig, ax = plt.subplots(figsize=(7.5, 0.5 * len(centers) + 1.2))
     for i, c in enumerate(centers):
         draws = da.sel(center=c).values.reshape(-1)
-        lo, hi = az.hdi(draws, hdi_prob=HDI_PROB)
-        lo50, hi50 = az.hdi(draws, hdi_prob=0.5)
+        lo, hi = az.hdi(draws, prob=CI_PROB)
+        lo50, hi50 = az.hdi(draws, prob=0.5)
         ax.plot([lo, hi], [i, i], color="C0", lw=1.2)
         ax.plot([lo50, hi50], [i, i], color="C0", lw=4)
         ax.plot(draws.mean(), i, "o", color="C3")
     ax.axvline(float(da.mean()), color="grey", ls="--", lw=1)
     ax.set_yticks(range(len(centers)), centers, fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlabel(f"{var} (mean, 50% and {HDI_PROB:.0%} HDI)")
+    ax.set_xlabel(f"{var} (mean, 50% and {CI_PROB:.0%} HDI)")
     ax.set_title(title, fontsize=10)
     return _save(fig, path)
 

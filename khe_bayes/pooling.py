@@ -26,13 +26,14 @@ import pymc as pm
 import xarray as xr
 
 from khe_bayes.compiled import graph_digest
+from khe_bayes.datatree import dataset, group_names, tree
 from khe_bayes.sampling import SamplerSettings, derive_seed, fit, with_seed
 from khe_bayes.summary import (
     DEFAULT_RULES,
-    HDI_PROB,
     ConvergenceRules,
     describe_label,
     diagnostics,
+    posterior_stats,
 )
 from khe_bayes.sweep import IN_PROCESS, SweepOptions, Task, fingerprint, run_tasks
 
@@ -40,8 +41,8 @@ from khe_bayes.sweep import IN_PROCESS, SweepOptions, Task, fingerprint, run_tas
 @dataclass
 class PooledFit:
     name: str
-    idata: az.InferenceData  # chains of all datasets; non-dimension coord ``dataset`` on chain
-    per_dataset: list[az.InferenceData] = field(repr=False, default_factory=list)
+    idata: xr.DataTree  # chains of all datasets; non-dimension coord ``dataset`` on chain
+    per_dataset: list[xr.DataTree] = field(repr=False, default_factory=list)
     var_names: list[str] = field(default_factory=list)
 
     @property
@@ -49,24 +50,22 @@ class PooledFit:
         return len(self.per_dataset)
 
 
-def pool(
-    idatas: list[az.InferenceData], groups=("posterior", "sample_stats", "posterior_predictive")
-):
-    """Concatenate InferenceData along ``chain``, tagging each chain with its ``dataset``."""
+def pool(idatas: list[xr.DataTree], groups=("posterior", "sample_stats", "posterior_predictive")):
+    """Concatenate DataTrees along ``chain``, tagging each chain with its ``dataset``."""
     pooled = {}
     for group in groups:
         parts, offset = [], 0
         for m, idata in enumerate(idatas):
-            if group not in idata.groups():
+            if group not in group_names(idata):
                 break
-            ds = idata[group]
+            ds = dataset(idata, group)
             n = ds.sizes["chain"]
             ds = ds.assign_coords(chain=np.arange(offset, offset + n), dataset=("chain", [m] * n))
             parts.append(ds)
             offset += n
         else:
             pooled[group] = xr.concat(parts, dim="chain", combine_attrs="drop_conflicts")
-    return az.InferenceData(**pooled)
+    return tree(pooled)
 
 
 def fit_dataset(
@@ -78,11 +77,14 @@ def fit_dataset(
     var_names: list[str],
     posterior_predictive: bool = True,
     attrs: dict | None = None,
-) -> az.InferenceData:
+    log_likelihood: bool = False,
+) -> xr.DataTree:
     """Fit ``build(data)``, the ``m``-th dataset (seed derived from ``name`` and ``m``, so the
     draws do not depend on where the fit runs); keep ``var_names``, the sample stats and the
-    posterior predictive. With the nutpie backend the model is compiled once per process
-    (under ``name``) and every further dataset only swaps its data in."""
+    posterior predictive (and, with ``log_likelihood``, the pointwise log-likelihood and the
+    constant data, for LOO on real patient data). With the nutpie backend the model is
+    compiled once per process (under ``name``) and every further dataset only swaps its data
+    in."""
     run = with_seed(settings, derive_seed(settings.seed, name, str(m)))
     idata = fit(
         build(data),
@@ -90,11 +92,18 @@ def fit_dataset(
         posterior_predictive=posterior_predictive,
         attrs=attrs,
         compiled_as=("pooled", name),
+        log_likelihood=log_likelihood,
     )
-    keep = {"posterior": idata.posterior[var_names], "sample_stats": idata.sample_stats}
+    keep = {
+        "posterior": dataset(idata, "posterior")[var_names],
+        "sample_stats": dataset(idata, "sample_stats"),
+    }
     if posterior_predictive:
-        keep["posterior_predictive"] = idata.posterior_predictive
-    return az.InferenceData(**keep)
+        keep["posterior_predictive"] = dataset(idata, "posterior_predictive")
+    if log_likelihood:
+        keep["log_likelihood"] = dataset(idata, "log_likelihood")
+        keep["constant_data"] = dataset(idata, "constant_data")
+    return tree(keep)
 
 
 def dataset_tasks(
@@ -106,6 +115,7 @@ def dataset_tasks(
     *,
     posterior_predictive: bool = True,
     attrs: dict | None = None,
+    log_likelihood: bool = False,
 ) -> list[Task]:
     """One sweep task per dataset: :func:`fit_dataset`. Each task's fingerprint covers the
     model's generative graph (so other priors are not served a stored result), its data and
@@ -115,14 +125,34 @@ def dataset_tasks(
         Task(
             f"{name}__dataset_{m:03d}",
             fit_dataset,
-            (name, build, data, m, settings, var_names, posterior_predictive, attrs),
-            fingerprint(name, model, var_names, posterior_predictive, attrs, data, settings, m),
+            (
+                name,
+                build,
+                data,
+                m,
+                settings,
+                var_names,
+                posterior_predictive,
+                attrs,
+                log_likelihood,
+            ),
+            fingerprint(
+                name,
+                model,
+                var_names,
+                posterior_predictive,
+                attrs,
+                data,
+                settings,
+                m,
+                log_likelihood,
+            ),
         )
         for m, data in enumerate(datasets)
     ]
 
 
-def pool_fits(name: str, fits: list[az.InferenceData], var_names: list[str]) -> PooledFit:
+def pool_fits(name: str, fits: list[xr.DataTree], var_names: list[str]) -> PooledFit:
     """Pool per-dataset fits (in dataset order)."""
     pooled = pool(fits)
     pooled.posterior.attrs.update(fits[0].posterior.attrs)
@@ -157,7 +187,7 @@ def fit_pooled(
     return pool_fits(name, [results[t.key] for t in tasks], var_names)
 
 
-def _scalar_draws(idata: az.InferenceData, var_names: list[str]) -> dict[str, np.ndarray]:
+def _scalar_draws(idata: xr.DataTree, var_names: list[str]) -> dict[str, np.ndarray]:
     """Flatten each element of each variable to (draws,), labelled like az.summary rows."""
     out = {}
     for var in var_names:
@@ -201,9 +231,7 @@ def pooled_summary(
     """ArviZ summary layout over the pooled draws. ``r_hat`` is the worst per-dataset R-hat,
     ``ess_bulk``/``ess_tail`` and ``mcse_mean`` combine the per-dataset values; ``flag`` lists
     per-dataset convergence problems."""
-    stats = az.summary(
-        fit.idata, var_names=fit.var_names, kind="stats", hdi_prob=HDI_PROB, round_to="none"
-    )
+    stats = posterior_stats(fit.idata, var_names=fit.var_names)
     per = [
         az.summary(i, var_names=fit.var_names, kind="diagnostics", round_to="none")
         for i in fit.per_dataset

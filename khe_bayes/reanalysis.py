@@ -1,6 +1,6 @@
 """The full reanalysis: evidence -> models -> posterior -> checks -> report, written atomically.
 
-Each stage returns plain results (InferenceData and tables); this module only wires them
+Each stage returns plain results (ArviZ DataTrees and tables); this module only wires them
 together and writes files. Report text lives in report_sections.py.
 """
 
@@ -17,6 +17,7 @@ import pandas as pd
 from khe_bayes.aggregate import AggregateProportionSpec
 from khe_bayes.aggregate_analysis import AggregateResult, run_aggregate
 from khe_bayes.audit import audit
+from khe_bayes.datatree import save
 from khe_bayes.evidence import Evidence, load_evidence
 from khe_bayes.ipd import load_ipd
 from khe_bayes.ipd_analysis import IPDResult, replicate_ipd, run_ipd_models, side_by_side_ipd
@@ -33,13 +34,14 @@ from khe_bayes.ppc import compare_reported, replicate_counts, reported_statistic
 from khe_bayes.reconstruct import ReconstructionSettings, reconstruct_datasets
 from khe_bayes.report import Figure, render_html, render_markdown
 from khe_bayes.report_sections import build_sections, manifest_section
+from khe_bayes.resources import specs_dir
 from khe_bayes.sampling import SamplerSettings
 from khe_bayes.sensitivity import leave_one_center_out, prior_grid
 from khe_bayes.summary import diagnostics
 from khe_bayes.sweep import SweepOptions
 from khe_bayes.tomlio import load_toml_model
 
-REPO_MODELS = Path(__file__).resolve().parents[1] / "models"
+REPO_MODELS = specs_dir()
 AGGREGATE_SPEC = "aggregate_proportions.toml"
 # the hierarchical models get smaller steps and longer adaptation than the aggregate model: at
 # 1000 tuning steps the ordinal model's tail ESS and the Gaussian model's divergences failed on
@@ -111,14 +113,16 @@ def stderr_progress(message: str) -> None:
 
 def run_reanalysis(
     settings: ReanalysisSettings,
-    out: str | Path,
+    out: str | Path | None,
     *,
     overwrite: bool = False,
     progress: Callable[[str], None] = stderr_progress,
 ) -> ReanalysisResult:
-    """Run every stage and write the results to ``out`` (atomically; see outputs.py)."""
-    out = Path(out)
-    check_can_write(out, overwrite)  # fail before any sampling
+    """Run every stage and write the results to ``out`` (atomically; see outputs.py); with
+    ``out=None`` nothing is written and the result object is only returned."""
+    out = Path(out) if out is not None else None
+    if out is not None:
+        check_can_write(out, overwrite)  # fail before any sampling
     evidence = load_evidence(settings.evidence_file)
     spec_path = settings.models_dir / AGGREGATE_SPEC
     spec = load_toml_model(spec_path, AggregateProportionSpec)
@@ -170,6 +174,9 @@ def run_reanalysis(
         audit=audit_table,
         inputs=inputs,
     )
+    if out is None:
+        progress(f"done in {time.time() - started:.0f} s (nothing written)")
+        return result
     progress(f"writing results to {out}")
     with staged_directory(out, overwrite=overwrite) as stage:
         result.files = write_results(stage, settings, result, started)
@@ -221,7 +228,7 @@ def posterior_predictive_checks(
 def write_results(
     stage: Path, settings: ReanalysisSettings, result: ReanalysisResult, started: float
 ) -> list[str]:
-    """Write every table, InferenceData, figure, the report and the manifest into ``stage``."""
+    """Write every table, DataTree, figure, the report and the manifest into ``stage``."""
     aggregate, spec = result.aggregate, result.aggregate.spec
     fig_dir = stage / "figures"
     fig_dir.mkdir()
@@ -242,17 +249,19 @@ def write_results(
     csv("audit.csv", result.audit)
     for label, idata in aggregate.fits.items():
         name = f"{spec.name}__{label}.nc"
-        idata.to_netcdf(stage / name)
+        save(idata, stage / name)
         written.append(name)
     ipd = result.ipd
     csv("ipd_summary.csv", ipd.summary, index=True)
     csv("reconstruction_variance.csv", ipd.variance_share)
     csv("side_by_side_ipd.csv", result.side_by_side_ipd)
+    if ipd.loo is not None:
+        csv("model_comparison.csv", ipd.loo)
     if result.prior_grid is not None:
         csv("sensitivity_prior_grid.csv", result.prior_grid)
         csv("sensitivity_leave_one_center_out.csv", result.loco)
     for name, fit in ipd.fits.items():
-        fit.idata.to_netcdf(stage / f"{name}.nc")
+        save(fit.idata, stage / f"{name}.nc")
         written.append(f"{name}.nc")
 
     figures = aggregate_figures(aggregate, fig_dir)

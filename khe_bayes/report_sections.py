@@ -43,7 +43,7 @@ def build_sections(
     results = Section("Posterior summaries").add(
         Table(
             aggregate.summary.reset_index()[
-                ["prior", "quantity", "mean", "sd", "hdi_2.5%", "hdi_97.5%", "ess_bulk", "r_hat"]
+                ["prior", "quantity", "mean", "sd", "hdi95_lb", "hdi95_ub", "ess_bulk", "r_hat"]
             ],
             caption="Posterior mean, SD and 95% HDI of each proportion "
             "(summary.csv has all columns).",
@@ -238,8 +238,8 @@ def ipd_section(result: ReanalysisResult, figures: list[Figure]) -> Section:
                     "description",
                     "mean",
                     "sd",
-                    "hdi_2.5%",
-                    "hdi_97.5%",
+                    "hdi95_lb",
+                    "hdi95_ub",
                     "ess_bulk",
                     "r_hat",
                     "flag",
@@ -257,6 +257,18 @@ def ipd_section(result: ReanalysisResult, figures: list[Figure]) -> Section:
                 share,
                 caption="Share of posterior variance due to the reconstruction (between-dataset "
                 "variance over total, law of total variance).",
+            )
+        )
+    if ipd.loo is not None:
+        section.add(
+            Table(
+                ipd.loo.drop(columns=["note"]),
+                caption="Severity models compared by PSIS-LOO, leaving one patient out "
+                "(model_comparison.csv): higher elpd_loo predicts a new patient's scores better; "
+                "elpd_diff and dse are the difference to the best model and its SE; Pareto k "
+                "above 0.7 marks patients for whom the estimate is unreliable. The Gaussian "
+                "model's densities are compared with the ordinal model's probabilities of the "
+                "integer scores (a density approximates the probability of the unit bin).",
             )
         )
     section.add(
@@ -288,8 +300,8 @@ def sensitivity_section(result: ReanalysisResult) -> Section:
         "effect_prior",
         "center_sd_prior",
         "mean",
-        "hdi_2.5%",
-        "hdi_97.5%",
+        "hdi95_lb",
+        "hdi95_ub",
         "p_gt_0",
         "threshold",
         "p_gt_threshold",

@@ -1,4 +1,4 @@
-"""Fitting: a built ``pm.Model`` in, ArviZ ``InferenceData`` out. Building never samples."""
+"""Fitting: a built ``pm.Model`` in, an ArviZ ``DataTree`` out. Building never samples."""
 
 from __future__ import annotations
 
@@ -10,18 +10,21 @@ import warnings
 from collections.abc import Hashable
 from typing import Literal
 
-import arviz as az
 import numpy as np
 import pymc as pm
+import xarray as xr
 from pydantic import BaseModel, ConfigDict, Field
+
+from khe_bayes.datatree import dataset, set_group, stamp
 
 
 class SamplerSettings(BaseModel):
     """NUTS settings. ``seed`` fixes every chain, so the same settings give the same draws.
 
-    ``backend``: ``"pymc"`` (PyMC's NUTS, C-compiled, cached on disk across runs) or
-    ``"nutpie"`` (numba-compiled, compiled once per model structure and re-used for every
-    dataset; see compiled.py). The reanalysis's IPD models use nutpie.
+    ``backend``: ``"nutpie"`` (numba-compiled, compiled once per model structure and re-used
+    for every dataset; see compiled.py) or ``"pymc"`` (PyMC's own NUTS implementation,
+    ``pm.sample(nuts_sampler="pymc")``). PyMC 6's ``pm.sample`` itself defaults to nutpie, but
+    compiles per call; the compile-once path is ours.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -33,7 +36,7 @@ class SamplerSettings(BaseModel):
     target_accept: float = Field(default=0.9, gt=0.5, lt=1.0)
     seed: int = Field(default=20170815, ge=0)
     progressbar: bool | None = None
-    backend: Literal["pymc", "nutpie"] = "pymc"
+    backend: Literal["pymc", "nutpie"] = "nutpie"
 
 
 def _show_progress(settings: SamplerSettings) -> bool:
@@ -50,9 +53,11 @@ def fit(
     prior_draws: int = 0,
     attrs: dict | None = None,
     compiled_as: Hashable | None = None,
-) -> az.InferenceData:
-    """Sample ``model`` with NUTS and return InferenceData with sample stats (and, with the
-    PyMC backend, the pointwise log-likelihood).
+    log_likelihood: bool = True,
+) -> xr.DataTree:
+    """Sample ``model`` with NUTS and return a DataTree with ``posterior``, ``sample_stats``,
+    ``observed_data``, ``constant_data`` and (with ``log_likelihood``, for LOO) the pointwise
+    ``log_likelihood`` of every observed variable.
 
     ``attrs`` (e.g. the spec that built the model) is stored JSON-encoded in the posterior attrs
     so that a saved result can be traced and rebuilt. ``compiled_as`` (nutpie backend): a label
@@ -60,13 +65,17 @@ def fit(
     the same builder with the same priors only swap their data in; without it the model is
     compiled for this fit alone.
     """
+    log_likelihood = log_likelihood and bool(model.observed_RVs)
     if settings.backend == "nutpie":
-        idata = _fit_nutpie(model, settings, compiled_as)
+        idata = _fit_nutpie(model, settings, compiled_as, log_likelihood)
     else:
-        idata = _fit_pymc(model, settings)
+        idata = _fit_pymc(model, settings, log_likelihood)
     with model:
         if prior_draws:
-            idata.extend(pm.sample_prior_predictive(prior_draws, random_seed=settings.seed))
+            prior = pm.sample_prior_predictive(prior_draws, random_seed=settings.seed)
+            for group in ("prior", "prior_predictive"):
+                if group in prior:
+                    set_group(idata, group, dataset(prior, group))
         if posterior_predictive:
             pm.sample_posterior_predictive(
                 idata,
@@ -75,27 +84,31 @@ def fit(
                 random_seed=settings.seed,
                 progressbar=False,
             )
-    idata.posterior.attrs["sampler_settings"] = settings.model_dump_json()
+    extra = {"sampler_settings": settings.model_dump_json()}
     for key, value in (attrs or {}).items():
-        idata.posterior.attrs[key] = value if isinstance(value, str) else json.dumps(value)
+        extra[key] = value if isinstance(value, str) else json.dumps(value)
+    stamp(idata, extra)
     return idata
 
 
-def _fit_nutpie(model: pm.Model, settings: SamplerSettings, label: Hashable | None):
+def _fit_nutpie(
+    model: pm.Model, settings: SamplerSettings, label: Hashable | None, log_likelihood: bool
+) -> xr.DataTree:
     from khe_bayes.compiled import CompiledSampler, process_cache
 
     cache = process_cache()
     sampler = CompiledSampler(model) if label is None else cache.sampler_for(model, label)
-    return sampler.sample(model, settings)
+    return sampler.sample(model, settings, log_likelihood=log_likelihood)
 
 
-def _fit_pymc(model: pm.Model, settings: SamplerSettings) -> az.InferenceData:
+def _fit_pymc(model: pm.Model, settings: SamplerSettings, log_likelihood: bool) -> xr.DataTree:
     cores = settings.cores or min(settings.chains, os.cpu_count() or 1)
     if multiprocessing.current_process().daemon:  # e.g. a Dask worker: may not start processes
         cores = 1  # same draws: PyMC seeds each chain alike whether sequential or parallel
     with model, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*chains for robust computation.*")
         return pm.sample(
+            nuts_sampler="pymc",
             draws=settings.draws,
             tune=settings.tune,
             chains=settings.chains,
@@ -103,7 +116,7 @@ def _fit_pymc(model: pm.Model, settings: SamplerSettings) -> az.InferenceData:
             target_accept=settings.target_accept,
             random_seed=settings.seed,
             progressbar=_show_progress(settings),
-            idata_kwargs={"log_likelihood": True},
+            idata_kwargs={"log_likelihood": log_likelihood},
             compute_convergence_checks=False,
         )
 

@@ -31,7 +31,7 @@ from khe_bayes.hierarchical import (
 )
 from khe_bayes.priors import Prior, prior
 from khe_bayes.sampling import SamplerSettings, derive_seed, fit, with_seed
-from khe_bayes.summary import HDI_PROB, select_draws
+from khe_bayes.summary import CI_PROB, select_draws
 from khe_bayes.sweep import IN_PROCESS, SweepOptions, Task, fingerprint, run_tasks
 
 
@@ -88,12 +88,12 @@ TARGETS: tuple[SensitivityTarget, ...] = (
 
 
 def _row(draws: np.ndarray, threshold: float) -> dict:
-    lo, hi = az.hdi(draws, hdi_prob=HDI_PROB)
+    lo, hi = az.hdi(draws, prob=CI_PROB)
     return {
         "mean": float(draws.mean()),
         "sd": float(draws.std()),
-        "hdi_2.5%": float(lo),
-        "hdi_97.5%": float(hi),
+        "hdi95_lb": float(lo),
+        "hdi95_ub": float(hi),
         "p_gt_0": float(np.mean(draws > 0)),
         "threshold": threshold,
         "p_gt_threshold": float(np.mean(draws > threshold)),
@@ -236,8 +236,8 @@ def leave_one_center_out(
         "full_mean",
         "mean",
         "sd",
-        "hdi_2.5%",
-        "hdi_97.5%",
+        "hdi95_lb",
+        "hdi95_ub",
         "p_gt_0",
         "threshold",
         "p_gt_threshold",

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 import arviz as az
 import numpy as np
 import pandas as pd
+import xarray as xr
 
 from khe_bayes.freq import proportion_wilson
-from khe_bayes.summary import HDI_PROB, select_draws
+from khe_bayes.summary import CI_PROB, select_draws
 
 
 @dataclass(frozen=True)
@@ -36,13 +37,13 @@ def wilson_percent(events: int, n: int) -> tuple[float, float]:
     return result.lower, result.upper
 
 
-def side_by_side(idata: az.InferenceData, pairings: list[Pairing]) -> pd.DataFrame:
+def side_by_side(idata: xr.DataTree, pairings: list[Pairing]) -> pd.DataFrame:
     """One row per pairing: reported estimate and CI, posterior mean and 95% HDI,
     P(quantity > 0) and P(quantity > threshold)."""
     rows = []
     for p in pairings:
         draws = select_draws(idata, p.quantity) * p.scale
-        lo, hi = az.hdi(draws, hdi_prob=HDI_PROB)
+        lo, hi = az.hdi(draws, prob=CI_PROB)
         rows.append(
             {
                 "quantity": p.label,
@@ -51,8 +52,8 @@ def side_by_side(idata: az.InferenceData, pairings: list[Pairing]) -> pd.DataFra
                 "reported_upper": p.reported_upper,
                 "reported_note": p.reported_note,
                 "posterior_mean": float(draws.mean()),
-                "hdi_2.5%": float(lo),
-                "hdi_97.5%": float(hi),
+                "hdi95_lb": float(lo),
+                "hdi95_ub": float(hi),
                 "p_gt_0": float(np.mean(draws > 0)),
                 "threshold": p.threshold,
                 "p_gt_threshold": (

@@ -26,9 +26,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import arviz as az
 import numpy as np
 import pandas as pd
+import xarray as xr
 from scipy import stats
 
 from khe_bayes.freq import LEVEL, FreqResult, proportion_wald, proportion_wilson
@@ -92,7 +92,7 @@ REPLICATED_COLUMN = {"binomial": ("events", "events"), "normal": ("estimate", "e
 
 
 def replicate_reported(
-    spec, family: str, data: pd.DataFrame, idata: az.InferenceData, max_draws: int = 1000
+    spec, family: str, data: pd.DataFrame, idata: xr.DataTree, max_draws: int = 1000
 ) -> pd.DataFrame:
     """Replication table (ppc module layout) of every ``[[reported]]`` entry's test."""
     variable, column = REPLICATED_COLUMN[family]
@@ -120,7 +120,7 @@ def replicate_reported(
 
 
 def check_reported(
-    spec, family: str, data: pd.DataFrame, idata: az.InferenceData, max_draws: int = 1000
+    spec, family: str, data: pd.DataFrame, idata: xr.DataTree, max_draws: int = 1000
 ) -> pd.DataFrame:
     """ppc_reported.csv of ``khe-bayes fit``: the reanalysis's columns, plus the posterior of
     each entry's ``quantity`` and the rule that gave the verdict."""

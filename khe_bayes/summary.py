@@ -1,4 +1,9 @@
-"""Posterior summaries and convergence flags: plain functions over ArviZ InferenceData."""
+"""Posterior summaries and convergence flags: plain functions over ArviZ results (DataTree).
+
+Column names follow arviz-stats: ``mean``, ``sd``, ``median``, ``hdi95_lb``/``hdi95_ub`` (95%
+highest-density interval), ``eti95_lb``/``eti95_ub`` (equal-tailed 2.5% and 97.5% quantiles, as
+BUGS and Stan users compare), ``ess_bulk``, ``ess_tail``, ``r_hat``, ``mcse_mean``, ``mcse_sd``.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,13 @@ from dataclasses import dataclass
 import arviz as az
 import numpy as np
 import pandas as pd
+import xarray as xr
 from pydantic import BaseModel, ConfigDict, Field
 
-HDI_PROB = 0.95
+CI_PROB = 0.95
+LOWER, UPPER = "hdi95_lb", "hdi95_ub"  # the interval the report shows
+STAT_COLUMNS = ["mean", "sd", "median", LOWER, UPPER, "eti95_lb", "eti95_ub"]
+DIAGNOSTIC_COLUMNS = ["ess_bulk", "ess_tail", "r_hat", "mcse_mean", "mcse_sd"]
 
 
 @dataclass(frozen=True)
@@ -37,7 +46,7 @@ class Threshold(BaseModel):
     label: str
 
 
-def divergences(idata: az.InferenceData) -> int:
+def divergences(idata: xr.DataTree) -> int:
     """Number of divergent transitions after warm-up (0 if the sampler did not record them)."""
     stats = getattr(idata, "sample_stats", None)
     if stats is None or "diverging" not in stats:
@@ -46,19 +55,20 @@ def divergences(idata: az.InferenceData) -> int:
 
 
 def summarize(
-    idata: az.InferenceData,
+    idata: xr.DataTree,
     var_names: Iterable[str] | None = None,
     descriptions: Mapping[str, str] | None = None,
     rules: ConvergenceRules = DEFAULT_RULES,
 ) -> pd.DataFrame:
-    """ArviZ summary (95% HDI) plus ``description`` and ``flag`` columns.
+    """ArviZ summary (:data:`STAT_COLUMNS` then :data:`DIAGNOSTIC_COLUMNS`) plus
+    ``description`` and ``flag`` columns.
 
     ``descriptions`` maps a variable name (or a full row label such as ``rate[response_12m]``) to
     a sentence; ``flag`` is empty when the row passes ``rules`` and otherwise lists what failed.
     """
-    table = az.summary(
-        idata, var_names=list(var_names) if var_names else None, hdi_prob=HDI_PROB, round_to="none"
-    )
+    names = list(var_names) if var_names else None
+    diagnostics_table = az.summary(idata, var_names=names, kind="diagnostics", round_to="none")
+    table = posterior_stats(idata, names).join(diagnostics_table[DIAGNOSTIC_COLUMNS])
     descriptions = descriptions or {}
     table.insert(0, "description", [describe_label(label, descriptions) for label in table.index])
     n_chains = idata.posterior.sizes["chain"]
@@ -81,6 +91,18 @@ def summarize(
     return table
 
 
+def posterior_stats(idata: xr.DataTree, var_names: list[str] | None = None) -> pd.DataFrame:
+    """Mean, SD, median, 95% HDI and 95% equal-tailed interval of every scalar element."""
+    hdi = az.summary(
+        idata, var_names=var_names, kind="stats", ci_kind="hdi", ci_prob=CI_PROB, round_to="none"
+    )
+    eti = az.summary(
+        idata, var_names=var_names, kind="stats_median", ci_prob=CI_PROB, round_to="none"
+    )
+    table = hdi[["mean", "sd", LOWER, UPPER]].join(eti[["median", "eti95_lb", "eti95_ub"]])
+    return table[STAT_COLUMNS].astype(float)
+
+
 def describe_label(label: str, descriptions: Mapping[str, str]) -> str:
     if label in descriptions:
         return descriptions[label]
@@ -91,7 +113,7 @@ def describe_label(label: str, descriptions: Mapping[str, str]) -> str:
     return text
 
 
-def diagnostics(idata: az.InferenceData, rules: ConvergenceRules = DEFAULT_RULES) -> dict:
+def diagnostics(idata: xr.DataTree, rules: ConvergenceRules = DEFAULT_RULES) -> dict:
     """Whole-model convergence: worst R-hat, smallest ESS, divergences, and whether it passes."""
     rhat = az.rhat(idata)
     ess_bulk = az.ess(idata, method="bulk")
@@ -125,7 +147,7 @@ def diagnostics(idata: az.InferenceData, rules: ConvergenceRules = DEFAULT_RULES
     return out
 
 
-def select_draws(idata: az.InferenceData, quantity: str) -> np.ndarray:
+def select_draws(idata: xr.DataTree, quantity: str) -> np.ndarray:
     """Flattened posterior draws of ``name`` or ``name[label]`` (one coordinate label)."""
     if "[" in quantity:
         name, label = quantity[:-1].split("[", 1)
@@ -141,9 +163,7 @@ def select_draws(idata: az.InferenceData, quantity: str) -> np.ndarray:
     return np.asarray(da.values).reshape(-1)
 
 
-def threshold_probabilities(
-    idata: az.InferenceData, thresholds: Iterable[Threshold]
-) -> pd.DataFrame:
+def threshold_probabilities(idata: xr.DataTree, thresholds: Iterable[Threshold]) -> pd.DataFrame:
     """Posterior probability of each threshold statement, with its Monte Carlo standard error.
 
     The MCSE uses the bulk ESS of the indicator draws: sqrt(p (1 - p) / ESS).
@@ -154,7 +174,7 @@ def threshold_probabilities(
         hits = draws > t.value if t.direction == ">" else draws < t.value
         p = float(hits.mean())
         n_chain = idata.posterior.sizes["chain"]
-        ess = float(az.ess(hits.reshape(n_chain, -1).astype(float)))
+        ess = float(az.ess(hits.reshape(n_chain, -1).astype(float), method="bulk"))
         mcse = float(np.sqrt(p * (1 - p) / ess)) if np.isfinite(ess) and ess > 0 else 0.0
         rows.append(
             {

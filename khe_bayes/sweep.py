@@ -3,12 +3,12 @@
 A sweep is a list of independent :class:`Task` s (one fit of one reconstructed dataset, one
 SBC replication, one prior-grid or leave-one-center-out refit, ...). Each task is a plain
 function and picklable arguments (Dask sends them with cloudpickle) returning a JSON-ready dict
-or an ArviZ ``InferenceData``, so any Dask worker can run it. Each worker process keeps its own
+or an ArviZ ``DataTree``, so any Dask worker can run it. Each worker process keeps its own
 compiled models (compiled.process_cache), so a model is compiled once per worker, not once per
 task.
 
 Every finished task's result is written to the store (atomically: temporary file, then rename):
-``<key>.<fingerprint>.json``, and for InferenceData also ``<key>.<fingerprint>.nc`` (netCDF,
+``<key>.<fingerprint>.json``, and for a DataTree also ``<key>.<fingerprint>.nc`` (netCDF,
 written first; the JSON then points to it). The fingerprint is a hash of what the task computes
 from (its data, priors, sampler settings), so running the same sweep again skips the tasks
 already stored and an interrupted sweep resumes where it stopped, while a sweep with other
@@ -34,13 +34,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-_NETCDF = "__netcdf__"  # key of a stored JSON that points to the task's InferenceData
+import xarray as xr
+
+_NETCDF = "__netcdf__"  # key of a stored JSON that points to the task's DataTree
 
 
 @dataclass(frozen=True)
 class Task:
     key: str  # unique within the sweep; names the task in progress lines and in the store
-    fn: Callable[..., Any]  # returns a JSON-ready dict or an az.InferenceData
+    fn: Callable[..., Any]  # returns a JSON-ready dict or an xr.DataTree
     args: tuple = ()
     fingerprint: str = ""  # hash of the task's inputs (:func:`fingerprint`); "" for none
 
@@ -100,11 +102,10 @@ def load_finished(store: Path, tasks: list[Task]) -> dict[str, Any]:
     return out
 
 
-def _read_netcdf(path: Path):
-    import arviz as az
+def _read_netcdf(path: Path) -> xr.DataTree:
+    from khe_bayes.datatree import load
 
-    lazy = az.from_netcdf(path)
-    return az.InferenceData(**{group: lazy[group].load() for group in lazy.groups()})
+    return load(path)
 
 
 def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
@@ -119,12 +120,11 @@ def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
 
 
 def save_result(store: Path, task: Task, result: Any) -> None:
-    import arviz as az
 
     path = _path(store, task)
-    if isinstance(result, az.InferenceData):
+    if isinstance(result, xr.DataTree):
         netcdf = path.with_suffix(".nc")
-        _atomic_write(netcdf, lambda tmp: result.to_netcdf(tmp))
+        _atomic_write(netcdf, lambda tmp: result.to_netcdf(tmp, engine="h5netcdf"))
         result = {_NETCDF: netcdf.name}
     _atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(result)))
 

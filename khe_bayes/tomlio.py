@@ -54,7 +54,7 @@ def key_path(loc: tuple) -> str:
     return "".join(parts)
 
 
-def validate_as(raw: dict, cls: type[M], *, file: str | Path) -> M:
+def validate_as[M: BaseModel](raw: dict, cls: type[M], *, file: str | Path) -> M:
     """Validate ``raw`` as ``cls``; the first error becomes a one-line InputError."""
     try:
         return cls.model_validate(raw)
@@ -67,6 +67,6 @@ def validate_as(raw: dict, cls: type[M], *, file: str | Path) -> M:
         raise InputError(message, file=file, key=key or None) from None
 
 
-def load_toml_model(path: str | Path, cls: type[M]) -> M:
+def load_toml_model[M: BaseModel](path: str | Path, cls: type[M]) -> M:
     """Read and validate a TOML file as ``cls``."""
     return validate_as(read_toml(path), cls, file=path)

@@ -84,8 +84,8 @@ def test_summary_has_arviz_layout_and_descriptions(result_dir):
         "description",
         "mean",
         "sd",
-        "hdi_2.5%",
-        "hdi_97.5%",
+        "hdi95_lb",
+        "hdi95_ub",
         "mcse_mean",
         "ess_bulk",
         "ess_tail",
@@ -236,3 +236,28 @@ def test_html_report_renders_in_headless_chromium_with_every_figure(result_dir, 
     assert int(total.group(1)) == n_figures >= 3
     assert int(loaded.group(1)) == n_figures
     assert "Posterior summaries" in dom
+
+
+def test_reanalyze_with_ipd_compares_the_severity_models_by_loo(tmp_path):
+    """A successful `reanalyze --ipd` end to end: patient-level fits on the user's data (here a
+    file in the IPD schema), and the PSIS-LOO comparison of the two severity models in
+    model_comparison.csv and in the report. LOO is checked for consistency, not for a winner:
+    elpd differences are relative to the best model (which has 0), weights sum to 1, and every
+    patient has a Pareto k."""
+    from khe_bayes.evidence import load_evidence
+    from khe_bayes.ipd import write_ipd
+    from khe_bayes.reconstruct import reconstruct_datasets
+
+    ipd_file = tmp_path / "ipd.csv"
+    write_ipd(reconstruct_datasets(load_evidence(), 1, seed=12)[0], ipd_file)
+    out = tmp_path / "ipd_result"
+    proc = run_cli("reanalyze", "--out", str(out), "--ipd", str(ipd_file), *FAST)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    loo = pd.read_csv(out / "model_comparison.csv").set_index("model")
+    assert set(loo.index) == {"severity_ordinal", "severity_gaussian"}
+    assert loo["elpd_diff"].min() == 0.0 and (loo["elpd_diff"] <= 0).all()
+    assert loo["weight"].sum() == pytest.approx(1.0, abs=1e-6)
+    assert (loo["n_patients"] == 52).all() and loo["pareto_k_max"].notna().all()
+    assert "PSIS-LOO" in (out / "report.md").read_text()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert "model_comparison.csv" in manifest["outputs"]

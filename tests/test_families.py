@@ -152,9 +152,8 @@ def test_binomial_data_errors(tmp_path):
 
 
 def test_fit_cli_end_to_end_and_rebuild(tmp_path):
-    import arviz as az
-
-    from khe_bayes.commands.fit import rebuild_from_idata
+    from khe_bayes.api import rebuild_model
+    from khe_bayes.datatree import load
 
     out = tmp_path / "fit"
     proc = subprocess.run(
@@ -189,11 +188,11 @@ def test_fit_cli_end_to_end_and_rebuild(tmp_path):
     ppc = pd.read_csv(out / "ppc_reported.csv")  # the spec's [[reported]] BDA3 pooled estimate
     assert list(ppc["statistic"]) == ["pooled_effect"] and ppc["n_replications"].iloc[0] == 600
     summary = (out / "summary.csv").read_text().splitlines()
-    assert summary[0].startswith("quantity,description,mean,sd,hdi_2.5%")
+    assert summary[0].startswith("quantity,description,mean,sd,median,hdi95_lb,hdi95_ub,eti95_lb")
     assert [line.split(",")[0] for line in summary[1:3]] == ["mu", "tau"]
-    idata = az.from_netcdf(out / "posterior.nc")
+    idata = load(out / "posterior.nc")
     assert json.loads(idata.posterior.attrs["spec"])["family"] == "normal"
-    rebuilt = rebuild_from_idata(idata, MODELS)
+    rebuilt = rebuild_model(idata, MODELS)
     spec, family = load_spec(MODELS / "normal_eight_schools.toml")
     original = family.build(spec, family.load_data(spec, MODELS))
     point = original.initial_point()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import arviz as az
 import numpy as np
 import pytest
 import xarray as xr
@@ -22,7 +21,9 @@ def test_wilson_interval_matches_the_formula():
 
 def test_side_by_side_probabilities_are_exact_fractions():
     values = np.array([[-0.2, 0.1, 0.5, 0.95], [0.3, 0.92, -0.1, 0.6]])  # chain x draw
-    idata = az.InferenceData(posterior=xr.Dataset({"effect": (("chain", "draw"), values)}))
+    idata = xr.DataTree.from_dict(
+        {"posterior": xr.Dataset({"effect": (("chain", "draw"), values)})}
+    )
     table = side_by_side(
         idata,
         [Pairing(label="e", quantity="effect", reported_estimate=40.0, scale=100, threshold=50)],

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import arviz as az
 import numpy as np
 import pytest
 import xarray as xr
@@ -16,7 +15,7 @@ from khe_bayes.summary import (
 )
 
 
-def tiny_idata(values: np.ndarray, diverging: np.ndarray | None = None) -> az.InferenceData:
+def tiny_idata(values: np.ndarray, diverging: np.ndarray | None = None) -> xr.DataTree:
     """values: (chain, draw, outcome) with outcomes a and b."""
     post = xr.Dataset(
         {"rate": (("chain", "draw", "outcome"), values)},
@@ -29,7 +28,7 @@ def tiny_idata(values: np.ndarray, diverging: np.ndarray | None = None) -> az.In
     groups = {"posterior": post}
     if diverging is not None:
         groups["sample_stats"] = xr.Dataset({"diverging": (("chain", "draw"), diverging)})
-    return az.InferenceData(**groups)
+    return xr.DataTree.from_dict(groups)
 
 
 def test_threshold_probability_is_the_exact_fraction_of_draws():

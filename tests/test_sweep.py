@@ -3,7 +3,6 @@ InferenceData) round-trip exactly; a store never hands back a result of other in
 
 from __future__ import annotations
 
-import arviz as az
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -26,18 +25,20 @@ def test_fingerprint_is_stable_and_sees_every_input():
     assert fingerprint("n", DATA, SETTINGS, 0) != same
 
 
-def _idata() -> az.InferenceData:
+def _idata() -> xr.DataTree:
     rng = np.random.default_rng(0)
-    return az.InferenceData(
-        posterior=xr.Dataset(
-            {"rate": (("chain", "draw", "visit"), rng.random((2, 5, 2)))},
-            coords={"chain": [0, 1], "draw": np.arange(5), "visit": ["6m", "12m"]},
-            attrs={"model": "response"},
-        ),
-        sample_stats=xr.Dataset(
-            {"diverging": (("chain", "draw"), np.eye(2, 5, dtype=bool))},
-            coords={"chain": [0, 1], "draw": np.arange(5)},
-        ),
+    return xr.DataTree.from_dict(
+        {
+            "posterior": xr.Dataset(
+                {"rate": (("chain", "draw", "visit"), rng.random((2, 5, 2)))},
+                coords={"chain": [0, 1], "draw": np.arange(5), "visit": ["6m", "12m"]},
+                attrs={"model": "response"},
+            ),
+            "sample_stats": xr.Dataset(
+                {"diverging": (("chain", "draw"), np.eye(2, 5, dtype=bool))},
+                coords={"chain": [0, 1], "draw": np.arange(5)},
+            ),
+        }
     )
 
 

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-import arviz as az
 import pymc as pm
 
 from khe_bayes.commands.reanalyze import EXIT_STRICT, add_sampler_arguments
+from khe_bayes.datatree import save
 from khe_bayes.errors import InputError
-from khe_bayes.families import FAMILIES, Family, load_spec
+from khe_bayes.families import Family, load_spec
 from khe_bayes.manifest import build_manifest, sha256_file
 from khe_bayes.outputs import check_can_write, staged_directory, write_json
 from khe_bayes.sampling import SamplerSettings, fit
@@ -116,14 +115,6 @@ def check_spec_against_model(spec, family: Family, model: pm.Model, spec_path: P
         check_quantity(model, entry.quantity, spec_path, f"reported[{i + 1}].quantity")
 
 
-def rebuild_from_idata(idata: az.InferenceData, spec_dir: Path) -> pm.Model:
-    """Rebuild the model a saved result came from: its spec is in ``posterior.attrs``."""
-    raw = json.loads(idata.posterior.attrs["spec"])
-    family: Family = FAMILIES[raw["family"]]
-    spec = family.spec.model_validate(raw)
-    return family.build(spec, family.load_data(spec, spec_dir))
-
-
 def run(args: argparse.Namespace) -> int:
     check_can_write(Path(args.out), args.overwrite)
     spec, family = load_spec(args.spec)
@@ -136,7 +127,11 @@ def run(args: argparse.Namespace) -> int:
         model,
         settings,
         posterior_predictive=True,
-        attrs={"spec": spec.model_dump(mode="json"), "family": family.name},
+        attrs={
+            "spec": spec.model_dump(mode="json"),
+            "family": family.name,
+            "spec_folder": str(spec_dir),
+        },
     )
     var_names = [v for v in family.summary_vars(spec) if v in idata.posterior]
     summary = summarize(idata, var_names, family.descriptions_for(spec))
@@ -145,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
     inputs.update({str(p): sha256_file(p) for p in family.data_files(spec, spec_dir)})
     with staged_directory(args.out, overwrite=args.overwrite) as stage:
         summary.to_csv(stage / "summary.csv", float_format="%.6g")
-        idata.to_netcdf(stage / "posterior.nc")
+        save(idata, stage / "posterior.nc")
         outputs = ["summary.csv", "posterior.nc", "manifest.json"]
         if spec.thresholds:
             threshold_probabilities(idata, spec.thresholds).to_csv(

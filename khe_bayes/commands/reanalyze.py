@@ -63,7 +63,7 @@ def register(sub) -> None:
         "reanalyze",
         help="run the full reanalysis on the published numbers",
         description="Fit every model to the published evidence and write summary tables, "
-        "InferenceData files, figures, a report and a manifest to --out.",
+        "ArviZ DataTree (netCDF) files, figures, a report and a manifest to --out.",
     )
     p.add_argument("--out", default="results/reanalysis", help="output directory")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")

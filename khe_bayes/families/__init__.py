@@ -45,7 +45,8 @@ def register_family(name: str, family: Family) -> Family:
     with every result) and must not be registered already: an existing family is never replaced,
     so a spec always means the model it meant when it was written. Raises ``ValueError``
     (``TypeError`` if ``family`` is not a :class:`Family`). The registration lasts for the
-    running process: ``load_spec``, ``rebuild_from_idata`` and ``cli.main(["fit", ...])`` called
+    running process: ``load_spec``, ``khe_bayes.rebuild_model`` and ``cli.main(["fit", ...])``
+    called
     in that process accept specs naming the family; a new ``khe-bayes`` process does not.
     """
     if not isinstance(family, Family):

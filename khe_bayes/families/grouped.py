@@ -189,10 +189,10 @@ def build_binomial(spec: BinomialSpec, data: pd.DataFrame) -> pm.Model:
         tau = _spread(spec.priors, prior("HalfNormal", sigma=1.0))
         z = pm.Normal("z", 0.0, 1.0, dims="group")
         theta = pm.Deterministic("theta", mu + tau * z, dims="group")
-        eta = theta[pm.Data("row_group", g)]
+        eta = theta[pm.Data("row_group", g, dims="row")]
         if "treated" in data:
             arm_effect = spec.priors.arm_effect.create("arm_effect")
-            eta = eta + arm_effect * pm.Data("treated", data["treated"].to_numpy(float))
+            eta = eta + arm_effect * pm.Data("treated", data["treated"].to_numpy(float), dims="row")
             pm.Deterministic("odds_ratio", pm.math.exp(arm_effect))
             pm.Deterministic(
                 "risk_difference", pm.math.invlogit(mu + arm_effect) - pm.math.invlogit(mu)
@@ -200,12 +200,14 @@ def build_binomial(spec: BinomialSpec, data: pd.DataFrame) -> pm.Model:
         if covariates:
             x = data[covariates].to_numpy(float)
             beta = spec.priors.beta.create("beta", dims="covariate")
-            eta = eta + pm.math.dot(pm.Data("covariates_centered", x - x.mean(axis=0)), beta)
+            eta = eta + pm.math.dot(
+                pm.Data("covariates_centered", x - x.mean(axis=0), dims=("row", "covariate")), beta
+            )
         pm.Binomial(
             "events",
-            n=pm.Data("n", data["n"].to_numpy()),
+            n=pm.Data("n", data["n"].to_numpy(), dims="row"),
             logit_p=eta,
-            observed=pm.Data("events_observed", data["events"].to_numpy()),
+            observed=pm.Data("events_observed", data["events"].to_numpy(), dims="row"),
             dims="row",
         )
         pm.Deterministic("p", pm.math.invlogit(theta), dims="group")
@@ -222,8 +224,8 @@ def build_normal(spec: NormalSpec, data: pd.DataFrame) -> pm.Model:
         pm.Normal(
             "estimate",
             theta,
-            pm.Data("se", data["se"].to_numpy(float)),
-            observed=pm.Data("estimate_observed", data["estimate"].to_numpy(float)),
+            pm.Data("se", data["se"].to_numpy(float), dims="group"),
+            observed=pm.Data("estimate_observed", data["estimate"].to_numpy(float), dims="group"),
             dims="group",
         )
     return model

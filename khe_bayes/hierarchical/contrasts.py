@@ -50,16 +50,16 @@ def build_contrast_model(ipd: pd.DataFrame, priors: ContrastPriors | None = None
         "shrinkage_obs": list(ipd["patient_id"].astype(str)[seen]),
     }
     with pm.Model(coords=coords) as model:
-        group_all = pm.Data("patient_group", group)
-        group_seen = pm.Data("shrinkage_group", group[seen])
-        center_seen = pm.Data("shrinkage_center", center[seen])
+        group_all = pm.Data("patient_group", group, dims="patient")
+        group_seen = pm.Data("shrinkage_group", group[seen], dims="shrinkage_obs")
+        center_seen = pm.Data("shrinkage_center", center[seen], dims="shrinkage_obs")
         age_mean = priors.age_mean.create("age_mean", dims="kmp_status")
         age_sd = priors.age_sd.create("age_sd", dims="kmp_status")
         pm.Normal(
             "age",
             age_mean[group_all],
             age_sd[group_all],
-            observed=pm.Data("age_observed", numeric(ipd["age_months"])),
+            observed=pm.Data("age_observed", numeric(ipd["age_months"]), dims="patient"),
             dims="patient",
         )
         s_mean = priors.shrinkage_mean.create("shrinkage_mean", dims="kmp_status")
@@ -69,7 +69,7 @@ def build_contrast_model(ipd: pd.DataFrame, priors: ContrastPriors | None = None
             "shrinkage",
             s_mean[group_seen] + center_effect[center_seen],
             s_sd,
-            observed=pm.Data("shrinkage_observed", shrink[seen]),
+            observed=pm.Data("shrinkage_observed", shrink[seen], dims="shrinkage_obs"),
             dims="shrinkage_obs",
         )
         pm.Deterministic("age_difference_months", age_mean[0] - age_mean[1])

@@ -75,14 +75,14 @@ def build_response_model(ipd: pd.DataFrame, priors: ResponsePriors | None = None
         intercept = priors.intercept.create("intercept", dims="visit")
         kmp_effect = priors.kmp_effect.create("kmp_effect")
         center_effect = center_effects(priors.center_sd)
-        p_idx = pm.Data("obs_patient", long["patient"].to_numpy())
-        v_idx = pm.Data("obs_visit", long["visit"].to_numpy())
-        kmp_data = pm.Data("kmp", kmp)
-        center_data = pm.Data("patient_center", center)
+        p_idx = pm.Data("obs_patient", long["patient"].to_numpy(), dims="obs")
+        v_idx = pm.Data("obs_visit", long["visit"].to_numpy(), dims="obs")
+        kmp_data = pm.Data("kmp", kmp, dims="patient")
+        center_data = pm.Data("patient_center", center, dims="patient")
         logit_p = (
             intercept[v_idx] + kmp_effect * kmp_data[p_idx] + center_effect[center_data[p_idx]]
         )
-        observed = pm.Data("response_observed", long["response"].to_numpy())
+        observed = pm.Data("response_observed", long["response"].to_numpy(), dims="obs")
         pm.Bernoulli("response", logit_p=logit_p, observed=observed, dims="obs")
 
         status_logit = intercept[:, None] + kmp_effect * np.array([0.0, 1.0])[None, :]

@@ -83,20 +83,24 @@ def build_severity_model(
         "visit": list(VISITS),
         "obs": np.arange(len(long)),
         "category": np.arange(N_CATEGORIES),
+        "cutpoint": np.arange(N_CATEGORIES - 1),  # cutpoint k separates scores <= k from > k
+        "follow_up": list(VISITS[1:]),
     }
     counts = np.bincount(long["patient"].to_numpy(), minlength=len(ipd))
     with pm.Model(coords=coords) as model:
-        p_idx = pm.Data("obs_patient", long["patient"].to_numpy())
-        v_idx = pm.Data("obs_visit", long["visit"].to_numpy())
-        obs_center = pm.Data("obs_center", center[long["patient"].to_numpy()])
+        p_idx = pm.Data("obs_patient", long["patient"].to_numpy(), dims="obs")
+        v_idx = pm.Data("obs_visit", long["visit"].to_numpy(), dims="obs")
+        obs_center = pm.Data("obs_center", center[long["patient"].to_numpy()], dims="obs")
         score_dtype = "float64" if kind == "gaussian" else "int64"
-        observed = pm.Data("score_observed", long["score"].to_numpy().astype(score_dtype))
+        observed = pm.Data(
+            "score_observed", long["score"].to_numpy().astype(score_dtype), dims="obs"
+        )
         center_effect = center_effects(priors.center_sd)
         patient_sd = priors.patient_sd.create("patient_sd")
         if kind == "gaussian":
             visit_effect = priors.gaussian_visit_effect.create("visit_effect", dims="visit")
             sigma = priors.sigma.create("sigma")
-            n_obs = pm.Data("patient_obs_count", counts)
+            n_obs = pm.Data("patient_obs_count", counts, dims="patient")
             pm.CustomDist(
                 "score",
                 visit_effect[v_idx] + center_effect[obs_center],
@@ -115,7 +119,7 @@ def build_severity_model(
             patient_effect = pm.Deterministic(
                 "patient_effect", patient_sd * patient_z, dims="patient"
             )
-            follow_up = priors.ordinal_visit_effect.create("follow_up_effect", shape=2)
+            follow_up = priors.ordinal_visit_effect.create("follow_up_effect", dims="follow_up")
             visit_effect = pm.Deterministic(
                 "visit_effect", pt.concatenate([pt.zeros(1), follow_up]), dims="visit"
             )
@@ -132,8 +136,17 @@ def build_severity_model(
             below = pt.cumsum(baseline_probability)[:-1]
             # 1 - below, summed from the top so the upper cutpoints keep their precision
             above = pt.cumsum(baseline_probability[::-1])[::-1][1:]
-            cutpoints = pm.Deterministic("cutpoints", pt.log(below) - pt.log(above))
-            pm.OrderedLogistic("score", eta=eta, cutpoints=cutpoints, observed=observed, dims="obs")
+            cutpoints = pm.Deterministic(
+                "cutpoints", pt.log(below) - pt.log(above), dims="cutpoint"
+            )
+            pm.OrderedLogistic(
+                "score",
+                eta=eta,
+                cutpoints=cutpoints,
+                observed=observed,
+                dims="obs",
+                compute_p=False,
+            )
             cdf = pm.math.invlogit(cutpoints[None, :] - visit_effect[:, None])  # P(Y <= k)
             upper = pt.concatenate([cdf, pt.ones((3, 1))], axis=1)
             lower = pt.concatenate([pt.zeros((3, 1)), cdf], axis=1)

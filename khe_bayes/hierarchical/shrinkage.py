@@ -58,10 +58,10 @@ def build_shrinkage_model(ipd: pd.DataFrame, priors: ShrinkagePriors | None = No
         slope = priors.severity_slope.create("severity_slope")
         center_effect = center_effects(priors.center_sd)
         sigma = priors.sigma.create("sigma")
-        combination = pm.Data("combination", combination)
-        severity_centered = pm.Data("severity_centered", severity - severity.mean())
-        center = pm.Data("patient_center", center)
+        combination = pm.Data("combination", combination, dims="patient")
+        severity_centered = pm.Data("severity_centered", severity - severity.mean(), dims="patient")
+        center = pm.Data("patient_center", center, dims="patient")
         mu = intercept + effect * combination + slope * severity_centered + center_effect[center]
-        observed = pm.Data("shrinkage_observed", numeric(kmp["shrinkage_12m"]))
+        observed = pm.Data("shrinkage_observed", numeric(kmp["shrinkage_12m"]), dims="patient")
         pm.Normal("shrinkage", mu, sigma, observed=observed, dims="patient")
     return model
