@@ -309,6 +309,19 @@ COORDS = {
     "shrinkage": {"arm": ["non_kmp", "kmp_combination", "kmp_sirolimus"]},
 }
 
+DESCRIPTIONS = {
+    "age_difference_months": "Mean age at treatment, non-KMP minus KMP (months)",
+    "mean_age": "Mean age at treatment by KMP status (months)",
+    "decrease": "Mean decrease in severity score from baseline (points; positive = better)",
+    "mean_score": "Mean severity score at the visit (points, 0-10)",
+    "kmp_minus_non_kmp": "Mean tumour shrinkage, KMP minus non-KMP (percentage points)",
+    "combination_minus_sirolimus": "Mean tumour shrinkage in KMP patients, combination minus "
+    "sirolimus alone (percentage points; an association: combination went to severe cases)",
+    "mean_shrinkage": "Mean tumour shrinkage by group (%)",
+    "mean_shrinkage_kmp": "Mean tumour shrinkage in KMP patients (%)",
+    "icc": "Intra-class correlation of center (not informed by the abstract: posterior = prior)",
+}
+
 # estimands reported per block (population quantities; identical under every reading)
 ESTIMANDS: dict[str, list[str]] = {
     "age": ["age_difference_months", "mean_age"],

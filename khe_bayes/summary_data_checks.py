@@ -12,9 +12,10 @@ means), and the replicated printed pair and p-value are compared with what was p
 - ``share_p_bound_met``: the share of replications whose p-value meets the printed bound. It is
   a predictive probability of the printed event, reported under that name, not a p-value.
 
-Verdict rule (:data:`RULE`, from ppc.VerdictRule on the smaller of the two ppp values):
-consistent if >= 0.05, tension in [0.005, 0.05), inconsistent below; the p bound is flagged
-separately when it is met in fewer than 5% (rarely) or 0.5% (almost never) of replications.
+Verdict rule (:data:`RULE`, ppc.VerdictRule.combined): the smaller of the two ppp values is
+consistent if >= 0.05, tension in [0.005, 0.05), inconsistent below; a printed p bound met in
+fewer than 0.5% of replications makes the verdict inconsistent, in fewer than 5% tension (rules
+on a share of replications, named as such).
 
 The model-averaged check replicates from every reading in proportion to its posterior weight;
 the per-reading checks condition on each reading (a reading excluded because its own test
@@ -27,21 +28,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from khe_bayes.ppc import VerdictRule, ppp_two_sided
+from khe_bayes.ppc import VerdictRule, p_bound_note, ppp_two_sided
 from khe_bayes.summary_data import QUANTITIES, Block, reading_map
 from khe_bayes.summary_data_fit import ReadingFit, _draws
 
 RULE = VerdictRule()
-
-
-def p_bound_note(share: float, rule: VerdictRule = RULE) -> str:
-    if not np.isfinite(share):
-        return ""
-    if share >= rule.consistent_at:
-        return "met often"
-    if share >= rule.inconsistent_below:
-        return "met rarely (< 5% of replications)"
-    return "met almost never (< 0.5% of replications)"
 
 
 def _simulate(fit: ReadingFit, block: Block, n_draws: int, rng) -> dict[str, dict]:
@@ -124,7 +115,7 @@ def _compare(statement, reps: pd.DataFrame) -> dict:
     row["share_p_bound_met"] = share
     row["p_bound"] = p_bound_note(share)
     smallest = min(row["ppp_lower"], row["ppp_upper"])
-    row["verdict"] = RULE.verdict(smallest)
+    row["verdict"] = RULE.combined(smallest, share)
     return row
 
 

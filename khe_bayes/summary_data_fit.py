@@ -26,6 +26,7 @@ from scipy import special, stats
 from khe_bayes.sampling import SamplerSettings, derive_seed, fit, with_seed
 from khe_bayes.summary import divergences
 from khe_bayes.summary_data import (
+    DESCRIPTIONS,
     ESTIMANDS,
     Block,
     ModelOptions,
@@ -305,6 +306,7 @@ def mixture_summary(fits: list[ReadingFit], rng, n: int = 8000) -> pd.DataFrame:
                 {
                     "block": block,
                     "quantity": label,
+                    "description": DESCRIPTIONS[label.split("[")[0]],
                     **_describe(pooled),
                     "most_probable_reading": top.label,
                     "its_weight": top.posterior_weight,
