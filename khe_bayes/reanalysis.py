@@ -70,7 +70,9 @@ class ReanalysisSettings:
     sensitivity: bool = True
     # the summary-data model (primary analysis of the reported comparisons; summary_data*.py)
     summary_data: bool = True
-    summary_is_draws: int = 20_000
+    # importance-sampling draws per summary-data reading (None: 5 x the NUTS draws of a fit,
+    # between 2000 and 20000)
+    summary_is_draws: int | None = None
     # where the IPD fits and the sensitivity refits run
     sweep: SweepOptions = field(default_factory=SweepOptions)
 
@@ -144,7 +146,8 @@ def run_reanalysis(
             settings.sampler.model_copy(
                 update={"target_accept": max(settings.sampler.target_accept, 0.95)}
             ),
-            is_draws=settings.summary_is_draws,
+            is_draws=settings.summary_is_draws
+            or min(20_000, max(2000, 5 * settings.sampler.draws * settings.sampler.chains)),
             progress=progress,
         )
     ipd = run_ipd_models(

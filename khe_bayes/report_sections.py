@@ -473,7 +473,8 @@ def summary_data_sections(result: ReanalysisResult) -> list[Section]:
             f"< {RULE.inconsistent_below} inconsistent, tension in between. The share of "
             "replications meeting the printed p bound is reported under that name (it is a "
             "predictive probability of the printed event, not a p-value); below 5% it makes "
-            "the verdict tension, below 0.5% inconsistent. 'model-averaged' replicates from every reading by its weight; "
+            "the verdict tension, below 0.5% inconsistent. 'model-averaged' replicates from "
+            "every reading by its weight; "
             "'given reading' conditions on one (a reading excluded by its own test is fitted "
             "without the p bounds, so its check can show the contradiction)."
         )

@@ -95,6 +95,8 @@ class SummaryPriors:
     sd_shape: float = 2.0
     icc_alpha: float = 1.0
     icc_beta: float = 19.0
+    # every SD known and fixed at this value (no SD prior): the closed-form reference case
+    sd_fixed: float | None = None
 
     def describe(self) -> str:
         return (
@@ -209,6 +211,9 @@ class Quantity:
 
 
 def _sd_prior(name: str, priors: SummaryPriors, mean: float, dims: str):
+    if priors.sd_fixed is not None:  # known SDs: the closed-form reference case
+        size = len(pm.modelcontext(None).coords[dims])
+        return pm.Deterministic(name, pt.fill(pt.zeros(size), priors.sd_fixed), dims=dims)
     return pm.Gamma(name, alpha=priors.sd_shape, beta=priors.sd_shape / mean, dims=dims)
 
 
@@ -594,9 +599,17 @@ def build_block_model(
             pt.stack([pt.as_tensor(qs[n].deff).astype("float64") for n in names]),
             dims="quantity",
         )
-        lo = pm.Uniform("exact_lower", lower=lower - half, upper=lower + half, dims="statement")
-        up = pm.Uniform("exact_upper", lower=upper - half, upper=upper + half, dims="statement")
-        pm.Potential("rounding_cell_log_volume", pt.as_tensor(2 * float(np.sum(np.log(2 * half)))))
+        # the printed numbers are data, so one compiled sampler serves other printed values
+        lower_d = pm.Data("printed_lower", lower, dims="statement")
+        upper_d = pm.Data("printed_upper", upper, dims="statement")
+        half_d = pm.Data("rounding_half_width", half, dims="statement")
+        lo = pm.Uniform(
+            "exact_lower", lower=lower_d - half_d, upper=lower_d + half_d, dims="statement"
+        )
+        up = pm.Uniform(
+            "exact_upper", lower=upper_d - half_d, upper=upper_d + half_d, dims="statement"
+        )
+        pm.Potential("rounding_cell_log_volume", 2 * pt.sum(pt.log(2 * half_d)))
         for i, st in enumerate(stmts):
             reading = next(r for r in st.readings if r.id == joint[st.statistic])
             rm = reading_map(st, reading, block.sizes)

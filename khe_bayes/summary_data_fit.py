@@ -177,12 +177,13 @@ def fit_block(
     priors: SummaryPriors,
     sampler: SamplerSettings,
     *,
-    options: ModelOptions = ModelOptions(),
+    options: ModelOptions | None = None,
     is_draws: int = 20_000,
 ) -> list[ReadingFit]:
     """NUTS and importance sampling for every joint reading of ``block``. A reading excluded by
     its own test is fitted without the p bounds (its predictive check needs draws) and gets
     weight 0."""
+    options = options or ModelOptions()
     fits = []
     checked_excluded: set[tuple[str, str]] = set()
     for joint in block.joint_readings():
@@ -299,7 +300,10 @@ def mixture_summary(fits: list[ReadingFit], rng, n: int = 8000) -> pd.DataFrame:
         parts = [estimand_draws(f) for f in group]
         for label in parts[0]:
             pooled = np.concatenate(
-                [rng.choice(p[label], size=c, replace=True) for p, c in zip(parts, counts)]
+                [
+                    rng.choice(p[label], size=c, replace=True)
+                    for p, c in zip(parts, counts, strict=True)
+                ]
             )
             top = max(group, key=lambda f: f.posterior_weight)
             rows.append(
@@ -464,8 +468,8 @@ def run_summary_data(
     evidence,
     sampler: SamplerSettings,
     *,
-    priors: SummaryPriors = SummaryPriors(),
-    options: ModelOptions = ModelOptions(),
+    priors: SummaryPriors | None = None,
+    options: ModelOptions | None = None,
     is_draws: int = 20_000,
     icc_grid=ICC_GRID,
     check_draws: int = 2000,
@@ -474,6 +478,9 @@ def run_summary_data(
     """The whole summary-data analysis: fits, reading weights, mixture posterior, ICC
     sensitivity, ICC prior vs posterior, predictive checks and diagnostics."""
     from khe_bayes.summary_data import blocks_from_evidence
+
+    priors = priors or SummaryPriors()
+    options = options or ModelOptions()
     from khe_bayes.summary_data_checks import summary_data_checks
 
     blocks = blocks_from_evidence(evidence)
