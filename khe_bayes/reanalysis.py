@@ -16,7 +16,7 @@ import pandas as pd
 
 from khe_bayes.aggregate import AggregateProportionSpec
 from khe_bayes.aggregate_analysis import AggregateResult, run_aggregate
-from khe_bayes.audit import audit
+from khe_bayes.audit import audit, with_reading_weights
 from khe_bayes.datatree import save
 from khe_bayes.evidence import Evidence, load_evidence
 from khe_bayes.ipd import load_ipd
@@ -189,7 +189,9 @@ def run_reanalysis(
         ppc=ppc,
         replications=replications,
         diagnostics=diag,
-        audit=audit_table,
+        audit=audit_table
+        if summary_data is None
+        else with_reading_weights(audit_table, summary_data.weights),
         inputs=inputs,
         summary_data=summary_data,
     )

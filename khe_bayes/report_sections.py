@@ -136,7 +136,20 @@ def audit_section(result: ReanalysisResult) -> Section:
     )
     section.add(
         Table(
-            table[["statistic", "interpretation", "check", "status", "used_by_reconstruction"]],
+            table[
+                [
+                    c
+                    for c in [
+                        "statistic",
+                        "interpretation",
+                        "check",
+                        "status",
+                        "used_by_reconstruction",
+                        "posterior_weight",
+                    ]
+                    if c in table
+                ]
+            ],
             caption="All checks (audit.csv has the details). used_by_reconstruction marks the "
             "interpretation the pseudo-patient reconstruction reproduces.",
         )
