@@ -46,6 +46,9 @@ class Interpretation(_Strict):
     prior_weight: float | None = Field(default=None, ge=0)
     p_test: Literal["same", "t_two_sample_pooled", "t_paired"] | None = None
     p_groups: list[str] | None = None
+    # the text states the sign of a significant result (e.g. "significant decreases"): the
+    # tested difference (p_groups[0] minus p_groups[1], or the change) is positive
+    p_direction: Literal["positive"] | None = None
     order_reason: str | None = None
 
     @model_validator(mode="after")

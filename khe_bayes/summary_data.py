@@ -351,6 +351,7 @@ class ReadingMap:
     df: float | None  # degrees of freedom of the interval (None: Welch, from the parameters)
     p_test: str  # "same", "one_sample", "two_sample"
     p_quantities: tuple[str, ...] = ()
+    p_positive: bool = False  # only the positive tail counts (the text states the sign)
 
 
 def reading_map(statement: Statement, reading: Interpretation, sizes: Mapping[str, int]):
@@ -372,9 +373,10 @@ def reading_map(statement: Statement, reading: Interpretation, sizes: Mapping[st
     df = {"one_sample": n[0] - 1, "pooled": sum(n) - 2}.get(kind)
     if reading.p_test == "same" or statement.p is None:
         return ReadingMap(kind, qs, df, "same")
+    positive = reading.p_direction == "positive"
     if reading.p_test == "t_paired":
-        return ReadingMap(kind, qs, df, "one_sample", (f"change_{tp}",))
-    return ReadingMap(kind, qs, df, "two_sample", tuple(reading.p_groups))
+        return ReadingMap(kind, qs, df, "one_sample", (f"change_{tp}",), positive)
+    return ReadingMap(kind, qs, df, "two_sample", tuple(reading.p_groups), positive)
 
 
 def _n(q: str, sizes: Mapping[str, int]) -> int:
@@ -503,7 +505,7 @@ def p_bound_logprob(rm: ReadingMap, qs: Mapping[str, Quantity], pinned: dict, p:
         se = (s if s is not None else q.sd) / math.sqrt(q.n)
         centre = (m if m is not None else q.mean) / se
         spread = pt.sqrt(q.deff) * (q.sd / math.sqrt(q.n)) / se if m is None else None
-        return _two_sided_exceed(centre, spread, tc, below)
+        return _two_sided_exceed(centre, spread, tc, below, rm.p_positive)
     a_name, b_name = rm.p_quantities
     qa, qb = qs[a_name], qs[b_name]
     df = qa.n + qb.n - 2
@@ -517,6 +519,8 @@ def p_bound_logprob(rm: ReadingMap, qs: Mapping[str, Quantity], pinned: dict, p:
         x = df * ((ma - mb) / (tc * c)) ** 2 / ref
         prob = pt.gammainc(df / 2, x / 2)
         prob = prob if below else 1 - prob
+        if rm.p_positive and below:  # a significant result of the stated sign
+            prob = pt.switch(ma - mb > 0, prob, 0.0)
         return pt.log(pt.clip(prob, 1e-300, 1.0))
     var_a = qa.sd**2 if sa is None else sa**2
     var_b = qb.sd**2 if sb is None else sb**2
@@ -525,16 +529,20 @@ def p_bound_logprob(rm: ReadingMap, qs: Mapping[str, Quantity], pinned: dict, p:
     spread_var = (qa.deff * qa.sd**2 / qa.n if ma is None else 0.0) + (
         qb.deff * qb.sd**2 / qb.n if mb is None else 0.0
     )
-    return _two_sided_exceed(centre, pt.sqrt(spread_var) / se, tc, below)
+    return _two_sided_exceed(centre, pt.sqrt(spread_var) / se, tc, below, rm.p_positive)
 
 
-def _two_sided_exceed(centre, spread, tc, below: bool):
+def _two_sided_exceed(centre, spread, tc, below: bool, positive: bool = False):
     """log P(|T| > tc) (below=True: p below its bound) or log P(|T| <= tc), T ~ N(centre,
-    spread^2); a pinned statistic (spread None) gives a hard 0 / -inf via a steep logistic."""
+    spread^2); with ``positive`` (the text states the sign) a p below its bound means T > tc.
+    A pinned statistic (spread None) gives a hard 0 / -inf via a steep logistic."""
     if spread is None:
-        margin = (pt.abs(centre) - tc) * (1.0 if below else -1.0)
+        stat = centre if (positive and below) else pt.abs(centre)
+        margin = (stat - tc) * (1.0 if below else -1.0)
         return -pt.log1p(pt.exp(-50.0 * margin))
     hi = _log_normal_cdf((centre - tc) / spread)
+    if positive and below:
+        return hi
     lo = _log_normal_cdf((-centre - tc) / spread)
     log_exceed = pt.logaddexp(hi, lo)
     return log_exceed if below else pt.log1mexp(pt.minimum(log_exceed, -1e-12))

@@ -83,12 +83,16 @@ def replicate_statement(statement, reading, sims: dict, sizes) -> pd.DataFrame:
         p_same = None
     if rm.p_test == "same":
         p = p_same
-    elif rm.p_test == "one_sample":
-        q = sims[rm.p_quantities[0]]
-        p = 2 * stats.t.sf(np.abs(q["mean"] / (q["sd"] / np.sqrt(q["n"]))), q["n"] - 1)
     else:
-        d, se2, df2 = _two_sample(*(sims[n] for n in rm.p_quantities))
-        p = 2 * stats.t.sf(np.abs(d / se2), df2)
+        if rm.p_test == "one_sample":
+            q = sims[rm.p_quantities[0]]
+            t, df2 = q["mean"] / (q["sd"] / np.sqrt(q["n"])), q["n"] - 1
+        else:
+            d, se2, df2 = _two_sample(*(sims[n] for n in rm.p_quantities))
+            t = d / se2
+        p = 2 * stats.t.sf(np.abs(t), df2)
+        if rm.p_positive:  # a result of the other sign does not reproduce the printed statement
+            p = np.where(t > 0, p, 1.0)
     return pd.DataFrame({"lower": lower, "upper": upper, "p": p})
 
 

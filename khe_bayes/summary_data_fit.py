@@ -235,7 +235,13 @@ def statement_weights(blocks: list[Block], fits: list[ReadingFit]) -> pd.DataFra
         for st in block.statements:
             for r in st.readings:
                 mine = [f for f in group if f.joint[st.statistic] == r.id]
-                excluded = next((f.excluded for f in mine if f.excluded), "")
+                own = [
+                    part
+                    for f in mine
+                    for part in f.excluded.split("; ")
+                    if part.startswith(f"{st.statistic}: ")
+                ]
+                excluded = own[0].split(": ", 1)[1] if own else ""
                 if not r.plausible:
                     excluded = f"implausible: {r.description}"
                 rows.append(
