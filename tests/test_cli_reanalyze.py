@@ -125,7 +125,8 @@ def test_report_leads_with_the_summary_data_model_and_its_reading_weights(result
     weights = pd.read_csv(result_dir / "summary_data_reading_weights.csv")
     assert set(weights["statistic"]) == COMPARISONS
     for statistic, group in weights.groupby("statistic"):
-        assert group["posterior_weight"].sum() == pytest.approx(1.0, abs=1e-9), statistic
+        # the csv prints 6 significant digits
+        assert group["posterior_weight"].sum() == pytest.approx(1.0, abs=1e-5), statistic
         assert statistic in md
     by_reading = weights.set_index("reading")["posterior_weight"]
     assert by_reading["shrinkage_difference"] == 0.0  # its own test contradicts p > 0.05
