@@ -62,8 +62,12 @@ def run_aggregate(
     result = AggregateResult(spec=spec, data=data)
     descriptions = describe_outcomes(data)
     tables, probs = [], []
-    for priors in spec.prior_sets():
-        progress(f"aggregate proportions, prior {priors.label}: {priors.describe()}")
+    prior_sets = spec.prior_sets()
+    for k, priors in enumerate(prior_sets, 1):
+        progress(
+            f"aggregate proportions, {k} of {len(prior_sets)}: prior {priors.label}: "
+            f"{priors.describe()}"
+        )
         model = build_proportion_model(data, priors)
         run_settings = with_seed(settings, derive_seed(settings.seed, spec.name, priors.label))
         idata = fit(

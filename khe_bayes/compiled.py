@@ -63,17 +63,26 @@ def graph_digest(model: pm.Model) -> str:
     name and parameters: two with the same name but other ``logp`` functions are not told
     apart."""
     outputs = [*model.basic_RVs, *model.deterministics, *model.potentials]
-    text = debugprint(outputs, file="str", print_type=True)
+    constants = [v for v in ancestors(outputs) if isinstance(v, Constant)]
+    # a constant's name is not part of the model, and compiling names some (nutpie's compilation
+    # named a bare constant in a Deterministic after it), so names are left out of the print
+    names = [c.name for c in constants]
+    try:
+        for c in constants:
+            c.name = None
+        text = debugprint(outputs, file="str", print_type=True)
+    finally:
+        for c, name in zip(constants, names, strict=True):
+            c.name = name
     text = _RNG_ADDRESS.sub("RNG", text)  # generators print their memory address
     transforms = [
         f"{rv.name}:{type(model.rvs_to_transforms.get(rv)).__name__}" for rv in model.free_RVs
     ]
     digest = hashlib.sha256("\n".join([text, *transforms]).encode())
-    for variable in ancestors(outputs):
-        if isinstance(variable, Constant):
-            data = np.asarray(variable.data)
-            # an object constant's bytes are pointers, which differ between processes
-            digest.update(repr(variable.data).encode() if data.dtype == object else data.tobytes())
+    for variable in constants:
+        data = np.asarray(variable.data)
+        # an object constant's bytes are pointers, which differ between processes
+        digest.update(repr(variable.data).encode() if data.dtype == object else data.tobytes())
     return digest.hexdigest()[:16]
 
 

@@ -21,6 +21,7 @@ from khe_bayes.hierarchical import (
 )
 from khe_bayes.hierarchical.response import response_long
 from khe_bayes.hierarchical.severity import severity_long
+from khe_bayes.identification import SET, identification_table, prior_moments
 from khe_bayes.model_comparison import compare_loo
 from khe_bayes.pooling import (
     PooledFit,
@@ -56,6 +57,7 @@ IPD_MODELS: tuple[IPDModel, ...] = (
             "center_response_rate",
             "kmp_effect",
             "center_sd",
+            "patient_sd",
         ],
         {
             "response_rate": "Response probability, cohort KMP mix, typical center",
@@ -63,6 +65,8 @@ IPD_MODELS: tuple[IPDModel, ...] = (
             "center_response_rate": "Response probability at each center (shrunk)",
             "kmp_effect": "Log-odds ratio of response, KMP vs non-KMP",
             "center_sd": "Between-center SD of the log-odds of response",
+            "patient_sd": "Between-patient SD of the log-odds of response (a patient's two "
+            "visits are correlated)",
         },
     ),
     IPDModel(
@@ -135,6 +139,23 @@ IPD_MODELS: tuple[IPDModel, ...] = (
 )
 
 
+# the quantities of the headline tables (those labelled "set by assumptions" leave them); the
+# Monte Carlo rule (pooled-mean error < 10% of the posterior SD) is applied to these
+HEADLINE = [
+    "response_rate[6m]",
+    "response_rate[12m]",
+    "response_rate_by_kmp[12m, non_kmp]",
+    "response_rate_by_kmp[12m, kmp]",
+    "kmp_effect",
+    "severity_change_6m",
+    "severity_change_12m",
+    "combination_effect",
+    "age_difference_months",
+    "shrinkage_difference",
+    "center_sd",
+]
+
+
 @dataclass
 class IPDResult:
     source: str  # "reconstruction" or the IPD file
@@ -143,6 +164,29 @@ class IPDResult:
     summary: pd.DataFrame | None = None
     variance_share: pd.DataFrame | None = None
     diagnostics: pd.DataFrame | None = None
+    identification: pd.DataFrame | None = None
+    prior_variance: dict[tuple[str, str], float] = field(default_factory=dict)
+    prior_mean: dict[tuple[str, str], float] = field(default_factory=dict)
+
+    @property
+    def from_data(self) -> bool:
+        return self.source != "reconstruction"
+
+    def headline(self) -> pd.DataFrame:
+        """Identification rows of the headline quantities not set by assumptions."""
+        ident = self.identification
+        return ident[ident["quantity"].isin(HEADLINE) & (ident["label"] != SET)]
+
+    def datasets_needed(self, headline_only: bool = True) -> int:
+        """Datasets needed for the pooled mean's Monte Carlo SE to be < 10% of the posterior SD
+        for every headline scalar (or every scalar not set by assumptions)."""
+        ident = self.identification
+        rows = self.headline() if headline_only else ident[ident["label"] != SET]
+        head = set(zip(rows["model"], rows["quantity"], strict=True))
+        share = self.variance_share
+        keep = [(m, q) in head for m, q in zip(share["model"], share["quantity"], strict=True)]
+        return int(share.loc[keep, "datasets_needed"].max()) if any(keep) else 1
+
     loo: pd.DataFrame | None = None  # ordinal vs Gaussian severity, real IPD only
 
 
@@ -153,10 +197,13 @@ def run_ipd_models(
     models: tuple[IPDModel, ...] = IPD_MODELS,
     progress: Callable[[str], None] = lambda _m: None,
     options: SweepOptions = IN_PROCESS,
+    previous: IPDResult | None = None,
 ) -> IPDResult:
-    """Fit every model to every dataset and pool. The fits are one sweep (``options``): in
-    this process by default, or all models' datasets as tasks on Dask."""
-    result = IPDResult(source=source, datasets=datasets)
+    """Fit every model to every dataset and pool by Rubin's rules. The fits are one sweep
+    (``options``): in this process by default, or all models' datasets as tasks on Dask. With
+    ``previous`` (fitted to the first datasets), only the new ``datasets`` are fitted and all
+    are pooled."""
+    first = len(previous.datasets) if previous else 0
     tasks = {
         spec.name: dataset_tasks(
             spec.name,
@@ -165,29 +212,95 @@ def run_ipd_models(
             settings,
             spec.var_names,
             attrs={"model": spec.name, "data_source": source},
+            first=first,
             log_likelihood=source != "reconstruction",  # LOO only on real patient data
         )
         for spec in models
     }
     done = run_tasks([t for ts in tasks.values() for t in ts], options, progress)
+    result = IPDResult(
+        source=source, datasets=[*(previous.datasets if previous else []), *datasets]
+    )
     summaries, shares, diags = [], [], []
     for spec in models:
-        fit = pool_fits(spec.name, [done[t.key] for t in tasks[spec.name]], spec.var_names)
+        fits = [done[t.key] for t in tasks[spec.name]]
+        if previous:
+            fits = [*previous.fits[spec.name].per_dataset, *fits]
+        fit = pool_fits(spec.name, fits, spec.var_names)
         result.fits[spec.name] = fit
-        table = pooled_summary(fit, spec.descriptions)
+        table = with_summary_layout(pooled_summary(fit, spec.descriptions), fit)
         table.insert(0, "model", spec.name)
         summaries.append(table)
         share = reconstruction_variance_share(fit)
         share.insert(0, "model", spec.name)
         shares.append(share)
         diags.append(pooled_diagnostics(fit))
+        if previous:
+            for mine, theirs in (
+                (result.prior_variance, previous.prior_variance),
+                (result.prior_mean, previous.prior_mean),
+            ):
+                mine.update({k: v for k, v in theirs.items() if k[0] == spec.name})
+        else:
+            model = spec.build(result.datasets[0])
+            moments = prior_moments(model, spec.var_names, seed=settings.seed)
+            result.prior_mean.update({(spec.name, q): m for q, (m, _) in moments.items()})
+            result.prior_variance.update({(spec.name, q): v for q, (_, v) in moments.items()})
     result.summary = pd.concat(summaries)
     result.variance_share = pd.concat(shares, ignore_index=True)
     result.diagnostics = pd.concat(diags, ignore_index=True)
+    posterior_mean = {
+        (m, q): float(v)
+        for m, q, v in zip(
+            result.summary["model"], result.summary.index, result.summary["mean"], strict=True
+        )
+    }
+    result.identification = identification_table(
+        result.variance_share,
+        result.prior_variance,
+        from_data=result.from_data,
+        prior_mean=result.prior_mean,
+        posterior_mean=posterior_mean,
+    )
+    labels = dict(
+        zip(
+            zip(result.identification["model"], result.identification["quantity"], strict=True),
+            result.identification["label"],
+            strict=True,
+        )
+    )
+    result.summary.insert(
+        1,
+        "identification",
+        [
+            labels.get((m, q), "")
+            for m, q in zip(result.summary["model"], result.summary.index, strict=True)
+        ],
+    )
     severity = [f"severity_{kind}" for kind in ("ordinal", "gaussian")]
     if source != "reconstruction" and all(name in result.fits for name in severity):
         result.loo = compare_loo({name: result.fits[name].per_dataset[0] for name in severity})
     return result
+
+
+def with_summary_layout(table: pd.DataFrame, fit: PooledFit) -> pd.DataFrame:
+    """The pooled summary in summary.csv's layout: ``mcse_sd`` added (combined over datasets
+    like ``mcse_mean``: root sum of squares over the number of datasets) and the columns in
+    the order of :func:`khe_bayes.summary.summarize`."""
+    import arviz as az
+
+    from khe_bayes.summary import DIAGNOSTIC_COLUMNS, STAT_COLUMNS
+
+    if "mcse_sd" not in table:
+        per = [
+            az.summary(i, var_names=fit.var_names, kind="diagnostics", round_to="none")["mcse_sd"]
+            for i in fit.per_dataset
+        ]
+        table["mcse_sd"] = np.sqrt(sum(p**2 for p in per)) / len(per)
+    rest = [c for c in table.columns if c not in {"description", "flag"}]
+    layout = [*STAT_COLUMNS, *DIAGNOSTIC_COLUMNS]
+    order = ["description", *layout, *[c for c in rest if c not in layout], "flag"]
+    return table[order]
 
 
 # --- replicated patient data for the posterior-predictive checks --------------------------------

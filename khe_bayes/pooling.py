@@ -1,17 +1,31 @@
-"""Fitting one model to M datasets (reconstructions) and pooling the draws.
+"""Fitting one model to M datasets (reconstructions) and pooling them by multiple-imputation
+rules.
 
-Pooling the posterior draws of M equally weighted reconstructed datasets is the Bayesian
-analogue of multiple imputation: the pooled posterior mixes over the reconstruction
-uncertainty. By the law of total variance, for every scalar quantity
+Each reconstructed dataset is one imputation of the missing patient data. For every scalar
+quantity with per-dataset posterior mean ``q_m`` and variance ``u_m`` (m = 1..M), Rubin's rules
+(Rubin 1987; Bayesian form in Gelman et al., BDA3 sec. 18.3)::
 
-    Var_pooled = mean_m Var(theta | D_m) + Var_m E(theta | D_m)
+    q_bar = mean_m q_m
+    W     = mean_m u_m                       (within-dataset variance)
+    B     = sum_m (q_m - q_bar)^2 / (M - 1)  (between-dataset variance, unbiased: ddof = 1)
+    T     = W + (1 + 1/M) B                  (total variance; the 1/M term is the error of q_bar
+                                              as an estimate of the mean over infinitely many
+                                              reconstructions)
 
-and ``reconstruction_share`` is the second term over the total: how much of the posterior
-uncertainty comes from not knowing the patient data.
+``reconstruction_share = (1 + 1/M) B / T`` is the part of the posterior variance that comes from
+not knowing the patient data. The Monte Carlo standard error of ``q_bar`` is ``sqrt(B / M)``:
+each ``q_m`` carries its own MCMC error too, so this is the whole error of the pooled mean
+(between-dataset and MCMC), estimated from the spread of the M means; it is reported beside
+the posterior SD, with the number of datasets that would make it < 10% of it
+(:func:`datasets_needed`). The pooled draws' own spread is ``W + (M-1)/M B``, so the pooled
+interval is computed from draws whose between-dataset deviations are stretched by
+``sqrt((M+1)/(M-1))`` (:func:`rubin_draws`): their variance is exactly ``T`` (for an SD or a
+probability the stretch is on the log or logit scale, so the interval stays in the support).
 
 Convergence is judged per dataset (chains of different datasets target different posteriors, so
 R-hat across them is meaningless): the pooled summary reports the worst per-dataset R-hat and
-the summed per-dataset ESS.
+the smallest per-dataset ESS (never a sum over datasets, which would hide the between-dataset
+error).
 """
 
 from __future__ import annotations
@@ -29,11 +43,13 @@ from khe_bayes.compiled import graph_digest
 from khe_bayes.datatree import dataset, group_names, tree
 from khe_bayes.sampling import SamplerSettings, derive_seed, fit, with_seed
 from khe_bayes.summary import (
+    CI_PROB,
     DEFAULT_RULES,
+    LOWER,
+    UPPER,
     ConvergenceRules,
     describe_label,
     diagnostics,
-    posterior_stats,
 )
 from khe_bayes.sweep import IN_PROCESS, SweepOptions, Task, fingerprint, run_tasks
 
@@ -116,8 +132,10 @@ def dataset_tasks(
     posterior_predictive: bool = True,
     attrs: dict | None = None,
     log_likelihood: bool = False,
+    first: int = 0,
 ) -> list[Task]:
-    """One sweep task per dataset: :func:`fit_dataset`. Each task's fingerprint covers the
+    """One sweep task per dataset: :func:`fit_dataset`; the datasets are numbered from
+    ``first`` (so datasets added later get seeds of their own). Each task's fingerprint covers the
     model's generative graph (so other priors are not served a stored result), its data and
     the sampler settings."""
     model = graph_digest(build(datasets[0])) if datasets else ""
@@ -148,7 +166,7 @@ def dataset_tasks(
                 log_likelihood,
             ),
         )
-        for m, data in enumerate(datasets)
+        for m, data in enumerate(datasets, start=first)
     ]
 
 
@@ -203,21 +221,125 @@ def _scalar_draws(idata: xr.DataTree, var_names: list[str]) -> dict[str, np.ndar
     return out
 
 
+MC_ERROR_RATIO_MAX = 0.10  # the pooled mean's Monte Carlo SE must be < 10% of the posterior SD
+
+
+@dataclass(frozen=True)
+class RubinPooled:
+    """Rubin's rules for one scalar (see the module docstring)."""
+
+    m: int
+    mean: float
+    within: float
+    between: float  # ddof = 1; nan with one dataset
+    total: float
+    share: float
+    mcse: float  # sqrt(B / M): Monte Carlo SE of the pooled mean (nan with one dataset)
+
+    @property
+    def sd(self) -> float:
+        return float(np.sqrt(self.total))
+
+    @property
+    def mc_error_ratio(self) -> float:
+        return self.mcse / self.sd if self.sd > 0 else float("nan")
+
+
+def rubin_pool(means: np.ndarray, variances: np.ndarray) -> RubinPooled:
+    """Pool per-dataset posterior means and variances by Rubin's rules. With one dataset the
+    between-dataset variance cannot be estimated: ``between`` and ``mcse`` are nan and the total
+    is the within variance."""
+    means, variances = np.asarray(means, float), np.asarray(variances, float)
+    m = len(means)
+    within = float(variances.mean())
+    if m < 2:
+        return RubinPooled(1, float(means[0]), within, np.nan, within, 0.0, np.nan)
+    between = float(means.var(ddof=1))
+    total = within + (1 + 1 / m) * between
+    share = (1 + 1 / m) * between / total if total > 0 else 0.0
+    return RubinPooled(m, float(means.mean()), within, between, total, share, np.sqrt(between / m))
+
+
+def datasets_needed(within: float, between: float, ratio: float = MC_ERROR_RATIO_MAX) -> int:
+    """Smallest M with sqrt(B / M) < ratio * sqrt(W + (1 + 1/M) B), i.e.
+    M > (1 - r^2) B / (r^2 (W + B))."""
+    if not np.isfinite(between) or between <= 0:
+        return 1
+    r2 = ratio**2
+    return int(np.floor((1 - r2) * between / (r2 * (within + between)))) + 1
+
+
+def rubin_draws(per_dataset: list[np.ndarray], support: str = "real") -> np.ndarray:
+    """Pooled draws whose variance is Rubin's T: each dataset's draws shifted so that its mean's
+    deviation from the pooled mean is stretched by sqrt((M+1)/(M-1)). Draws of one dataset are
+    returned unchanged. ``support`` "positive" or "unit" does the stretch on the log or logit
+    scale (so an SD or a probability stays in its support; the variance is then T on that
+    scale)."""
+    if support in ("positive", "unit"):
+        fwd, back = (np.log, np.exp) if support == "positive" else (_logit, _expit)
+        return back(rubin_draws([fwd(np.asarray(d, float)) for d in per_dataset]))
+    m = len(per_dataset)
+    if m < 2:
+        return np.asarray(per_dataset[0], float)
+    means = np.array([np.mean(d) for d in per_dataset])
+    grand = means.mean()
+    c = np.sqrt((m + 1) / (m - 1))
+    return np.concatenate(
+        [
+            np.asarray(d, float) + (c - 1) * (mu - grand)
+            for d, mu in zip(per_dataset, means, strict=True)
+        ]
+    )
+
+
+def _logit(x):
+    return np.log(x) - np.log1p(-x)
+
+
+def _expit(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def support_of(per_dataset: list[np.ndarray]) -> str:
+    """ "unit" if every draw is in (0, 1), "positive" if every draw is > 0, else "real"."""
+    lo = min(float(np.min(d)) for d in per_dataset)
+    hi = max(float(np.max(d)) for d in per_dataset)
+    if lo > 0 and hi < 1:
+        return "unit"
+    return "positive" if lo > 0 else "real"
+
+
+def hdi(draws: np.ndarray, prob: float = 0.95) -> tuple[float, float]:
+    """Narrowest interval holding ``prob`` of the draws."""
+    x = np.sort(np.asarray(draws, float))
+    n = len(x)
+    k = max(1, int(np.ceil(prob * n)))
+    if k >= n:
+        return float(x[0]), float(x[-1])
+    widths = x[k - 1 :] - x[: n - k + 1]
+    i = int(np.argmin(widths))
+    return float(x[i]), float(x[i + k - 1])
+
+
 def reconstruction_variance_share(fit: PooledFit) -> pd.DataFrame:
-    """Per scalar quantity: within- and between-dataset variance and the between share."""
+    """Per scalar quantity, Rubin's rules over the datasets: within- and between-dataset variance
+    (ddof = 1), total, the reconstruction's share, the pooled mean's Monte Carlo SE (between-
+    dataset error included), its ratio to the posterior SD and the datasets needed for < 10%."""
     per = [_scalar_draws(idata, fit.var_names) for idata in fit.per_dataset]
     rows = []
     for label in per[0]:
-        means = np.array([p[label].mean() for p in per])
-        within = float(np.mean([p[label].var() for p in per]))
-        between = float(means.var()) if len(per) > 1 else 0.0
-        total = within + between
+        r = rubin_pool([p[label].mean() for p in per], [p[label].var() for p in per])
         rows.append(
             {
                 "quantity": label,
-                "within_variance": within,
-                "between_variance": between,
-                "reconstruction_share": between / total if total > 0 else 0.0,
+                "datasets": r.m,
+                "within_variance": r.within,
+                "between_variance": r.between if r.m > 1 else 0.0,
+                "total_variance": r.total,
+                "reconstruction_share": r.share,
+                "mcse_pooled_mean": r.mcse,
+                "mc_error_ratio": r.mc_error_ratio,
+                "datasets_needed": datasets_needed(r.within, r.between) if r.m > 1 else 1,
             }
         )
     return pd.DataFrame(rows)
@@ -228,21 +350,49 @@ def pooled_summary(
     descriptions: dict[str, str] | None = None,
     rules: ConvergenceRules = DEFAULT_RULES,
 ) -> pd.DataFrame:
-    """ArviZ summary layout over the pooled draws. ``r_hat`` is the worst per-dataset R-hat,
-    ``ess_bulk``/``ess_tail`` and ``mcse_mean`` combine the per-dataset values; ``flag`` lists
-    per-dataset convergence problems."""
-    stats = posterior_stats(fit.idata, var_names=fit.var_names)
+    """ArviZ summary layout, pooled by Rubin's rules: ``mean`` is q_bar, ``sd`` sqrt(T); the
+    95% HDI, median and 95% equal-tailed interval are from :func:`rubin_draws` (variance T);
+    ``mcse_mean`` is sqrt(B / M) (the pooled mean's whole Monte Carlo error; with one dataset
+    the MCMC SE of that fit), ``mc_error_ratio`` is mcse_mean / sd; ``r_hat`` is the worst
+    per-dataset R-hat and ``ess_bulk``/``ess_tail`` the smallest per-dataset ESS; ``flag``
+    lists per-dataset convergence problems."""
+    per_draws = [_scalar_draws(i, fit.var_names) for i in fit.per_dataset]
+    rows = {}
+    for label in per_draws[0]:
+        draws = [p[label] for p in per_draws]
+        r = rubin_pool([d.mean() for d in draws], [d.var() for d in draws])
+        stretched = rubin_draws(draws, support_of(draws))
+        lo, hi = hdi(stretched, CI_PROB)
+        tail = (1 - CI_PROB) / 2
+        rows[label] = {
+            "mean": r.mean,
+            "sd": r.sd,
+            "median": float(np.median(stretched)),
+            LOWER: lo,
+            UPPER: hi,
+            "eti95_lb": float(np.quantile(stretched, tail)),
+            "eti95_ub": float(np.quantile(stretched, 1 - tail)),
+            "rubin": r,
+        }
     per = [
         az.summary(i, var_names=fit.var_names, kind="diagnostics", round_to="none")
         for i in fit.per_dataset
     ]
+    stats = pd.DataFrame(
+        {k: {c: v for c, v in row.items() if c != "rubin"} for k, row in rows.items()}
+    ).T
+    stats = stats.astype(float)
     n_chains = fit.per_dataset[0].posterior.sizes["chain"]
     ess_min = rules.ess_per_chain_min * n_chains
-    stats["mcse_mean"] = np.sqrt(sum(p["mcse_mean"] ** 2 for p in per)) / len(per)
-    stats["ess_bulk"] = sum(p["ess_bulk"] for p in per)
-    stats["ess_tail"] = sum(p["ess_tail"] for p in per)
+    if len(per) > 1:
+        stats["mcse_mean"] = [rows[k]["rubin"].mcse for k in stats.index]
+    else:
+        stats["mcse_mean"] = per[0]["mcse_mean"].reindex(stats.index).to_numpy(float)
+    stats["mc_error_ratio"] = stats["mcse_mean"] / stats["sd"]
+    stats["ess_bulk"] = pd.concat([p["ess_bulk"] for p in per], axis=1).min(axis=1)
+    stats["ess_tail"] = pd.concat([p["ess_tail"] for p in per], axis=1).min(axis=1)
     stats["r_hat"] = pd.concat([p["r_hat"] for p in per], axis=1).max(axis=1)
-    min_bulk = pd.concat([p["ess_bulk"] for p in per], axis=1).min(axis=1)
+    min_bulk = stats["ess_bulk"]
     divergent = [int(i.sample_stats["diverging"].sum()) for i in fit.per_dataset]
     flags = []
     for label in stats.index:

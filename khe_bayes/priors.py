@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 # name -> (PyMC class, required parameters, optional parameters, support)
 PRIOR_REGISTRY: dict[str, tuple[type, frozenset[str], frozenset[str], str]] = {
     "Normal": (pm.Normal, frozenset({"mu", "sigma"}), frozenset(), "real"),
+    "Flat": (pm.Flat, frozenset(), frozenset(), "real"),  # improper; no prior draws (no SBC)
     "StudentT": (pm.StudentT, frozenset({"nu", "mu", "sigma"}), frozenset(), "real"),
     "Cauchy": (pm.Cauchy, frozenset({"alpha", "beta"}), frozenset(), "real"),
     "Logistic": (pm.Logistic, frozenset({"mu", "s"}), frozenset(), "real"),
@@ -89,6 +90,25 @@ class Prior(BaseModel):
     def label(self) -> str:
         args = ", ".join(f"{k}={v:g}" for k, v in self.params.items())
         return f"{self.dist}({args})"
+
+
+# BUGS convention: a precision 1 / tau^2 with a vague Gamma(eps, eps) prior, eps this small or less
+PRECISION_LIKE_MAX = 0.01
+
+
+def looks_like_precision_prior(p: Prior) -> bool:
+    """A Gamma prior with tiny shape and rate (BUGS's ``dgamma(0.001, 0.001)``) is the usual
+    vague prior on a *precision*; given for an SD it puts almost all its mass near 0 and far
+    out, which is rarely what was meant."""
+    return p.dist == "Gamma" and max(p.params["alpha"], p.params["beta"]) <= PRECISION_LIKE_MAX
+
+
+def precision_warning(key: str) -> str:
+    return (
+        f"the {key} prior is Gamma with tiny shape and rate, the BUGS prior on a precision; "
+        f"it is used here as a prior on the SD {key}. If you meant the precision 1/{key}^2, "
+        f"write it as {key}_precision"
+    )
 
 
 def prior(dist: str, **params: float) -> Prior:

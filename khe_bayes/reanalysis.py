@@ -6,7 +6,7 @@ together and writes files. Report text lives in report_sections.py.
 
 from __future__ import annotations
 
-import sys
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +19,7 @@ from khe_bayes.aggregate_analysis import AggregateResult, run_aggregate
 from khe_bayes.audit import audit, with_reading_weights
 from khe_bayes.datatree import save
 from khe_bayes.evidence import Evidence, load_evidence
+from khe_bayes.identification import RULE, variable_labels
 from khe_bayes.ipd import load_ipd
 from khe_bayes.ipd_analysis import IPDResult, replicate_ipd, run_ipd_models, side_by_side_ipd
 from khe_bayes.manifest import build_manifest, sha256_file, sha256_text
@@ -31,7 +32,9 @@ from khe_bayes.plots import (
     zero_event_plot,
 )
 from khe_bayes.ppc import compare_reported, replicate_counts, reported_statistics
-from khe_bayes.reconstruct import ReconstructionSettings, reconstruct_datasets
+from khe_bayes.progress import STDERR
+from khe_bayes.quiet import quiet
+from khe_bayes.reconstruct import ReconstructionSettings, assumption_draws, reconstruct_datasets
 from khe_bayes.report import Figure, render_html, render_markdown
 from khe_bayes.report_sections import build_sections, manifest_section
 from khe_bayes.resources import specs_dir
@@ -73,6 +76,9 @@ class ReanalysisSettings:
     # importance-sampling draws per summary-data reading (None: 5 x the NUTS draws of a fit,
     # between 2000 and 20000)
     summary_is_draws: int | None = None
+    # Rubin's rules: add datasets (up to max_datasets) until the pooled mean's Monte Carlo SE is
+    # < 10% of the posterior SD for every headline estimand (those not set by assumptions)
+    max_datasets: int = 8
     # where the IPD fits and the sensitivity refits run
     sweep: SweepOptions = field(default_factory=SweepOptions)
 
@@ -108,14 +114,19 @@ class ReanalysisResult:
     inputs: dict[str, str] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
     summary_data: SummaryDataResult | None = None
+    assumptions: pd.DataFrame | None = None  # the reconstruction's generator parameters
+    assumption_draws: pd.DataFrame | None = None  # their values per dataset
+    dataset_growth: dict = field(default_factory=dict)
+    # sampler settings of the prior-grid and leave-one-center-out refits (None: not run)
+    sensitivity_sampler: dict | None = None
 
     @property
     def converged(self) -> bool:
         return bool(self.diagnostics["ok"].all())
 
 
-def stderr_progress(message: str) -> None:
-    print(f"[khe-bayes {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+# timestamped lines on stderr; sweeps as "k of N" with the time left (a rich bar on a terminal)
+stderr_progress = STDERR
 
 
 def run_reanalysis(
@@ -126,7 +137,19 @@ def run_reanalysis(
     progress: Callable[[str], None] = stderr_progress,
 ) -> ReanalysisResult:
     """Run every stage and write the results to ``out`` (atomically; see outputs.py); with
-    ``out=None`` nothing is written and the result object is only returned."""
+    ``out=None`` nothing is written and the result object is only returned. Library warnings a
+    user cannot act on are silenced (quiet.py)."""
+    with quiet():
+        return _run_reanalysis(settings, out, overwrite=overwrite, progress=progress)
+
+
+def _run_reanalysis(
+    settings: ReanalysisSettings,
+    out: str | Path | None,
+    *,
+    overwrite: bool,
+    progress: Callable[[str], None],
+) -> ReanalysisResult:
     out = Path(out) if out is not None else None
     if out is not None:
         check_can_write(out, overwrite)  # fail before any sampling
@@ -150,10 +173,15 @@ def run_reanalysis(
             or min(20_000, max(2000, 5 * settings.sampler.draws * settings.sampler.chains)),
             progress=progress,
         )
+    fit_started = time.time()
     ipd = run_ipd_models(
         datasets, settings.ipd_sampler(), source, progress=progress, options=settings.sweep
     )
-    grid = loco = None
+    growth: dict = {}
+    if source == "reconstruction":
+        ipd, growth = grow_datasets(ipd, settings, evidence, time.time() - fit_started, progress)
+        datasets = ipd.datasets
+    grid = loco = sens = None
     if settings.sensitivity:
         sens = settings.ipd_sampler()
         sens = sens.model_copy(update={"draws": min(sens.draws, 1000), "chains": 2})
@@ -170,6 +198,7 @@ def run_reanalysis(
                 ]
             ),
             ipd.diagnostics.assign(prior="default"),
+            refit_diagnostics(grid, loco),
         ],
         ignore_index=True,
     )
@@ -180,6 +209,7 @@ def run_reanalysis(
     if settings.ipd_file:
         inputs[str(settings.ipd_file)] = sha256_file(settings.ipd_file)
     result = ReanalysisResult(
+        sensitivity_sampler=sens.model_dump() if sens is not None else None,
         evidence=evidence,
         aggregate=aggregate,
         ipd=ipd,
@@ -194,7 +224,13 @@ def run_reanalysis(
         else with_reading_weights(audit_table, summary_data.weights),
         inputs=inputs,
         summary_data=summary_data,
+        dataset_growth=growth,
     )
+    if source == "reconstruction":
+        result.assumptions = settings.reconstruction.assumptions.table(
+            settings.reconstruction.centers
+        )
+        result.assumption_draws = assumption_draws(datasets)
     if out is None:
         progress(f"done in {time.time() - started:.0f} s (nothing written)")
         return result
@@ -217,6 +253,50 @@ def patient_data(
         evidence, settings.datasets, settings.sampler.seed, settings.reconstruction
     )
     return datasets, "reconstruction"
+
+
+def grow_datasets(
+    ipd: IPDResult,
+    settings: ReanalysisSettings,
+    evidence: Evidence,
+    seconds: float,
+    progress: Callable[[str], None],
+) -> tuple[IPDResult, dict]:
+    """Rubin's rules: fit more reconstructions (up to ``settings.max_datasets``) while some
+    headline estimand's pooled-mean Monte Carlo SE is >= 10% of its posterior SD. Dataset i is
+    always child i of the seed, so the first datasets are the same as before."""
+    initial = len(ipd.datasets)
+    per_dataset = seconds / initial
+    needed = ipd.datasets_needed()
+    while needed > len(ipd.datasets) and len(ipd.datasets) < settings.max_datasets:
+        target = min(needed, settings.max_datasets)
+        progress(
+            f"{needed} datasets needed for Monte Carlo error < 10% of the posterior SD; "
+            f"fitting {target - len(ipd.datasets)} more (cap {settings.max_datasets})"
+        )
+        started = time.time()
+        new = reconstruct_datasets(
+            evidence, target, settings.sampler.seed, settings.reconstruction
+        )[len(ipd.datasets) :]
+        ipd = run_ipd_models(
+            new,
+            settings.ipd_sampler(),
+            ipd.source,
+            progress=progress,
+            options=settings.sweep,
+            previous=ipd,
+        )
+        per_dataset = (time.time() - started) / len(new)
+        needed = ipd.datasets_needed()
+    growth = {
+        "initial": initial,
+        "final": len(ipd.datasets),
+        "max": settings.max_datasets,
+        "needed": needed,
+        "needed_all_not_set": ipd.datasets_needed(headline_only=False),
+        "seconds_per_dataset": per_dataset,
+    }
+    return ipd, growth
 
 
 def posterior_predictive_checks(
@@ -263,7 +343,65 @@ def posterior_predictive_checks(
             for s in table["statistic"]
         ],
     )
+    table["note"] = not_replicated_notes(table, replications)
     return table, replications
+
+
+def refit_diagnostics(grid: pd.DataFrame | None, loco: pd.DataFrame | None) -> pd.DataFrame:
+    """One diagnostics row per sensitivity refit (prior grid cells, the all-centers fits and
+    each leave-one-center-out fit), in diagnostics.csv's layout."""
+    keys = ["chains", "draws", "max_r_hat", "min_ess_bulk", "min_ess_tail", "divergences"]
+    keys += ["ok", "problems"]
+    rows = []
+    if grid is not None and "ok" in grid:
+        for r in grid.to_dict("records"):
+            prior = f"prior grid: {r['effect_prior']}; center SD {r['center_sd_prior']}"
+            rows.append({"model": r["model"], "prior": prior, "dataset": "first", **_keys(r, keys)})
+    if loco is not None and "ok" in loco:
+        for r in loco.attrs.get("reference_fits", []):
+            rows.append(
+                {
+                    "model": r["model"],
+                    "prior": "default (all centers)",
+                    "dataset": "first",
+                    **_keys(r, keys),
+                }
+            )
+        for r in loco[loco["ok"].notna()].to_dict("records"):
+            rows.append(
+                {
+                    "model": r["model"],
+                    "prior": f"default, without {r['left_out']}",
+                    "dataset": "first",
+                    **_keys(r, keys),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _keys(row: dict, keys: list[str]) -> dict:
+    return {k: row.get(k) for k in keys}
+
+
+def not_replicated_notes(ppc: pd.DataFrame, replications: pd.DataFrame) -> list[str]:
+    """Why a row has no replications: which readings of the statistic the models do replicate
+    (the fitted models generate data under one reading of each ambiguous statistic)."""
+    notes = []
+    for row in ppc.itertuples():
+        if row.n_replications > 0:
+            notes.append("")
+            continue
+        reps = replications[replications["statistic"] == row.statistic]
+        readings = sorted({str(r) for r in reps.get("interpretation", pd.Series()).dropna()} - {""})
+        if readings:
+            notes.append(
+                "not replicated: the fitted models generate data under the reading "
+                + " / ".join(r.replace("_", " ") for r in readings)
+                + " only, not under this one"
+            )
+        else:
+            notes.append("not replicated: no fitted model generates this statistic")
+    return notes
 
 
 def write_results(
@@ -305,6 +443,10 @@ def write_results(
     csv("ipd_summary.csv", ipd.summary, index=True)
     csv("reconstruction_variance.csv", ipd.variance_share)
     csv("side_by_side_ipd.csv", result.side_by_side_ipd)
+    csv("identification.csv", ipd.identification)
+    if result.assumptions is not None:
+        csv("assumptions.csv", result.assumptions)
+        csv("assumption_draws.csv", result.assumption_draws, index=True)
     if ipd.loo is not None:
         csv("model_comparison.csv", ipd.loo)
     if result.prior_grid is not None:
@@ -323,14 +465,20 @@ def write_results(
                 fig_dir / "center_forest.png",
                 "Response at 12 months by center (partial pooling)",
                 select={"visit": "12m"},
+                center_n=center_sizes(ipd.datasets),
+                xlabel="probability of response at 12 months (%)",
+                percent=True,
             ),
-            "Posterior response probability at each center (12 months), pooled over datasets; "
-            "the dashed line is the mean over centers.",
+            "Posterior response probability at each center (12 months), pooled over datasets: "
+            "median with 50% and 95% intervals; n is the center's number of patients (a range "
+            "when it differs between reconstructed datasets); the dashed line is the median "
+            "over centers.",
         )
     ]
     ppc_figure = Figure(
         ppc_reported_plot(result.ppc, result.replications, fig_dir / "ppc_reported.png"),
-        "Each reported statistic (red) against its posterior predictive distribution.",
+        "Each reported number's posterior predictive p-value (log scale): the smallest in a "
+        "row decides its verdict (bands: consistent, tension, inconsistent).",
     )
     written += [f"figures/{f.path.name}" for f in [*figures, *ipd_figures, ppc_figure]]
 
@@ -345,7 +493,25 @@ def write_results(
             "datasets": 1 if settings.ipd_file else settings.datasets,
             "ipd_file": str(settings.ipd_file) if settings.ipd_file else None,
             "sensitivity": settings.sensitivity,
+            # what each model actually used (the IPD models run longer adaptation; see
+            # ReanalysisSettings.ipd_sampler)
+            "models": settings_used(result),
             "reconstruction_interpretations": settings.reconstruction.interpretations(),
+            "max_datasets": settings.max_datasets,
+            "dataset_growth": result.dataset_growth,
+            "assumptions": (
+                None
+                if settings.ipd_file
+                else {
+                    name: a.label()
+                    for name, a in settings.reconstruction.assumptions.parameters.items()
+                }
+            ),
+            "identification_rule": RULE,
+            "identification": {
+                f"{m}/{v}": lab
+                for (m, v), lab in variable_labels(result.ipd.identification).items()
+            },
         },
         inputs=result.inputs,
         outputs=[*written, "report.md", "report.html", "manifest.json"],
@@ -358,8 +524,47 @@ def write_results(
     return [*written, "report.md", "report.html", "manifest.json"]
 
 
+def settings_used(result: ReanalysisResult) -> dict[str, dict]:
+    """The sampler settings each model was actually fitted with, read from the settings
+    stamped on its results (seeds are derived per fit from the run's seed, so they are left
+    out); ``datasets`` says over how many fits (one per dataset) the settings held."""
+    used: dict[str, dict] = {}
+
+    def stamped(idatas: list) -> dict:
+        rows = [json.loads(i.posterior.attrs.get("sampler_settings", "{}")) for i in idatas]
+        keep = ("chains", "draws", "tune", "target_accept", "backend")
+        first = {k: rows[0].get(k) for k in keep}
+        varying = sorted(k for k in keep if any(r.get(k) != first[k] for r in rows))
+        return {**first, "fits": len(rows), **({"varies": varying} if varying else {})}
+
+    aggregate = result.aggregate
+    for label, idata in aggregate.fits.items():
+        used[f"{aggregate.spec.name} ({label})"] = stamped([idata])
+    for name, fit in result.ipd.fits.items():
+        used[name] = stamped(fit.per_dataset)
+    if result.sensitivity_sampler is not None:
+        keep = ("chains", "draws", "tune", "target_accept", "backend")
+        fits = len(refit_diagnostics(result.prior_grid, result.loco))
+        used["prior grid and leave-one-center-out refits"] = {
+            **{k: result.sensitivity_sampler[k] for k in keep},
+            "fits": fits,
+        }
+    return used
+
+
+def center_sizes(datasets: list[pd.DataFrame]) -> dict[str, str]:
+    """Each center's number of patients, as 'k' or 'lo-hi' across datasets."""
+    counts = pd.concat([d["center"].astype(str).value_counts() for d in datasets], axis=1).fillna(0)
+    return {
+        c: f"{int(lo)}" if lo == hi else f"{int(lo)}-{int(hi)}"
+        for c, lo, hi in zip(counts.index, counts.min(axis=1), counts.max(axis=1), strict=True)
+    }
+
+
 def aggregate_figures(aggregate: AggregateResult, fig_dir: Path) -> list[Figure]:
     default = aggregate.spec.priors.label
+    words = {d.name: d.description for d in aggregate.data}
+    labels = {**words, **{f"rate[{k}]": v for k, v in words.items()}}
     figures = [
         Figure(
             forest_by_prior(
@@ -367,8 +572,10 @@ def aggregate_figures(aggregate: AggregateResult, fig_dir: Path) -> list[Figure]
                 "rate",
                 fig_dir / "aggregate_rates.png",
                 "Aggregate proportions under each prior",
+                labels=labels,
+                percent=True,
             ),
-            "Posterior mean and 95% HDI of each proportion, by prior set.",
+            "Posterior median with 50% and 95% intervals of each proportion, by prior set.",
         ),
         Figure(
             densities_with_thresholds(
@@ -377,13 +584,18 @@ def aggregate_figures(aggregate: AggregateResult, fig_dir: Path) -> list[Figure]
                 aggregate.thresholds[aggregate.thresholds["prior"] == default],
                 fig_dir / "response_thresholds.png",
                 f"Response rates with clinical thresholds (prior {default})",
+                labels=labels,
             ),
             "Posterior of the response rates, with the threshold probabilities.",
         ),
     ]
     if not aggregate.zero_events.empty:
         path = zero_event_plot(
-            aggregate.fits[default], aggregate.zero_events, default, fig_dir / "zero_events.png"
+            aggregate.fits[default],
+            aggregate.zero_events,
+            default,
+            fig_dir / "zero_events.png",
+            labels=labels,
         )
         figures.append(
             Figure(

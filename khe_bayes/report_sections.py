@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import pandas as pd
+
+from khe_bayes import identification as id_
+from khe_bayes.ipd_analysis import HEADLINE
 from khe_bayes.ppc import VerdictRule
 from khe_bayes.report import Figure, Section, Table, Text
+from khe_bayes.report_summary import summary_from_result
 
 if TYPE_CHECKING:
     from khe_bayes.reanalysis import ReanalysisResult
@@ -92,11 +97,12 @@ def build_sections(
             )
         )
     else:
+        models = ", ".join(dict.fromkeys(bad["model"]))
         conv.add(
             Text(
-                "**WARNING: poor convergence in "
-                + ", ".join(f"{r.model}/{r.prior} ({r.problems})" for r in bad.itertuples())
-                + ". Treat those results with caution; rerun with more draws.**"
+                f"**WARNING: poor convergence in {len(bad)} of {len(diag)} fits ({models}). "
+                "Treat those results with caution; rerun with more draws and tuning steps.** "
+                "The rows with ok = no below name each problem."
             )
         )
     conv.add(Table(diag, caption="Whole-model diagnostics per fit."))
@@ -106,13 +112,18 @@ def build_sections(
             Table(flagged.reset_index()[["prior", "quantity", "flag"]], caption="Flagged rows.")
         )
     return [
+        summary_from_result(result),
         study,
         *summary_data_sections(result),
         audit_section(result),
         methods,
         results,
         checks,
-        ipd_section(result, ipd_figures),
+        assumptions_section(result),
+        ipd_section(result, [f for f in ipd_figures if not _center_figure_set(result, f)]),
+        set_by_assumptions_section(
+            result, [f for f in ipd_figures if _center_figure_set(result, f)]
+        ),
         sensitivity_section(result),
         ppc_section(result, ppc_figure),
         conv,
@@ -160,7 +171,9 @@ def audit_section(result: ReanalysisResult) -> Section:
 PPC_COLUMNS = [
     "statistic",
     "interpretation",
-    "test",
+    "verdict",
+    "note",
+    "evidence",
     "reported_estimate",
     "reported_lower",
     "reported_upper",
@@ -169,8 +182,7 @@ PPC_COLUMNS = [
     "rep_estimate_q97.5",
     "share_p_bound_met",
     "p_bound",
-    "evidence",
-    "verdict",
+    "test",
 ]
 
 
@@ -201,7 +213,8 @@ def ppc_section(result: ReanalysisResult, figure: Figure) -> Section:
         )
     )
     cols = ["check", *PPC_COLUMNS] if "check" in result.ppc else PPC_COLUMNS
-    section.add(Table(result.ppc[cols], caption="ppc_reported.csv (abridged)."))
+    columns = [c for c in cols if c in result.ppc]
+    section.add(Table(result.ppc[columns], caption="ppc_reported.csv (abridged)."))
     section.add(figure)
     return section
 
@@ -212,31 +225,31 @@ def manifest_section(manifest: dict) -> Section:
     commit = git["commit"] or "not a git checkout"
     dirty = " (with uncommitted changes)" if git.get("dirty") else ""
     sampler = manifest["settings"]["sampler"]
-    return Section("Manifest").add(
+    section = Section("Manifest").add(
         Text(
             f"- Versions: {versions}\n"
             f"- Commit: {commit}{dirty}\n"
-            f"- Sampler: {sampler['chains']} chains x {sampler['draws']} draws after "
-            f"{sampler['tune']} tuning steps, seed {sampler['seed']}\n"
+            f"- Requested: {sampler['chains']} chains x {sampler['draws']} draws after "
+            f"{sampler['tune']} tuning steps, seed {sampler['seed']} (each fit's seed is "
+            "derived from it); the settings each model actually used are below\n"
             f"- Elapsed: {manifest['elapsed_seconds']} s\n"
             "- Full details, including input hashes: manifest.json"
         )
     )
+    models = manifest["settings"].get("models")
+    if models:
+        table = pd.DataFrame([{"model": name, **used} for name, used in models.items()])
+        section.add(
+            Table(
+                table,
+                caption="Sampler settings each model was fitted with (draws and chains per fit; "
+                "fits: one per dataset, prior or refit).",
+            )
+        )
+    return section
 
 
-IPD_HEADLINE = [
-    "response_rate[6m]",
-    "response_rate[12m]",
-    "response_rate_by_kmp[12m, non_kmp]",
-    "response_rate_by_kmp[12m, kmp]",
-    "kmp_effect",
-    "severity_change_6m",
-    "severity_change_12m",
-    "combination_effect",
-    "age_difference_months",
-    "shrinkage_difference",
-    "center_sd",
-]
+IPD_HEADLINE = HEADLINE  # the headline quantities (ipd_analysis.HEADLINE)
 
 
 def ipd_section(result: ReanalysisResult, figures: list[Figure]) -> Section:
@@ -261,25 +274,44 @@ def ipd_section(result: ReanalysisResult, figures: list[Figure]) -> Section:
         )
     )
     summary = ipd.summary.reset_index()
-    headline = summary[summary["quantity"].isin(IPD_HEADLINE)]
+    headline = summary[
+        summary["quantity"].isin(IPD_HEADLINE) & (summary["identification"] != id_.SET)
+    ]
+    section.add(Text(f"Identification rule: {id_.RULE}"))
+    ident = ipd.identification
+    section.add(
+        Table(
+            ident[ident["quantity"].isin(IPD_HEADLINE)],
+            caption="Identification of each headline estimand (identification.csv has all): "
+            "prior and posterior SD, contraction, reconstruction share, the SD of the estimate "
+            "across datasets (each with its own draw of the assumptions) and the label.",
+        )
+    )
     section.add(
         Table(
             headline[
                 [
                     "model",
                     "quantity",
+                    "identification",
                     "description",
                     "mean",
                     "sd",
                     "hdi95_lb",
                     "hdi95_ub",
+                    "mcse_mean",
+                    "mc_error_ratio",
                     "ess_bulk",
                     "r_hat",
                     "flag",
                 ]
             ],
-            caption="Headline posterior summaries (ipd_summary.csv has every quantity). r_hat is "
-            "the worst per-dataset R-hat; ess sums the per-dataset ESS.",
+            caption="Headline posterior summaries: estimands the published numbers determine at "
+            "least partly (those set by assumptions are in their own section below; "
+            "ipd_summary.csv has every quantity). Pooled over datasets by Rubin's rules: sd is "
+            "sqrt(W + (1 + 1/M) B); mcse_mean is the pooled mean's Monte Carlo SE sqrt(B / M), "
+            "which includes the error from having only M datasets; mc_error_ratio = mcse_mean / "
+            "sd (target < 0.1). r_hat is the worst and ess_bulk the smallest per-dataset value.",
         )
     )
     if len(ipd.datasets) > 1:
@@ -288,10 +320,15 @@ def ipd_section(result: ReanalysisResult, figures: list[Figure]) -> Section:
         section.add(
             Table(
                 share,
-                caption="Share of posterior variance due to the reconstruction (between-dataset "
-                "variance over total, law of total variance).",
+                caption="Rubin's rules per quantity: within-dataset variance W, between-dataset "
+                "variance B (ddof = 1), total T = W + (1 + 1/M) B, the reconstruction's share "
+                "(1 + 1/M) B / T, the pooled mean's Monte Carlo SE sqrt(B / M), its ratio to "
+                "sqrt(T), and the datasets needed for that ratio to be < 0.1.",
             )
         )
+        growth = result.dataset_growth
+        if growth:
+            section.add(Text(_growth_text(growth)))
     if ipd.loo is not None:
         section.add(
             Table(
@@ -309,6 +346,124 @@ def ipd_section(result: ReanalysisResult, figures: list[Figure]) -> Section:
             result.side_by_side_ipd,
             caption="Reported intervals (default interpretation) beside the pooled posterior: "
             "mean, 95% HDI, P(> 0) and P(> a clinically meaningful threshold).",
+        )
+    )
+    for f in figures:
+        section.add(f)
+    return section
+
+
+def _center_figure_set(result: ReanalysisResult, figure: Figure) -> bool:
+    """The center forest plot shows ``center_response_rate``: it moves to the set-by-assumptions
+    section when the response model's ``center_sd`` is labelled so."""
+    if not figure.path.name.startswith("center_forest"):
+        return False
+    labels = id_.variable_labels(result.ipd.identification)
+    return labels.get(("response", "center_sd")) == id_.SET
+
+
+def _growth_text(growth: dict) -> str:
+    if growth["final"] < 2:
+        return (
+            "One reconstructed dataset: the between-dataset variance, and so the Monte Carlo "
+            "error of having only M datasets, cannot be estimated (no Rubin pooling). Use "
+            "--datasets 2 or more (default 4)."
+        )
+    text = (
+        f"Number of datasets: started with {growth['initial']}, ended with {growth['final']} "
+        f"(cap {growth['max']}). The largest number needed for the pooled mean's Monte Carlo SE "
+        f"to be below 10% of the posterior SD for every headline quantity is "
+        f"{growth['needed']}"
+    )
+    if growth["needed"] > growth["final"]:
+        return (
+            text
+            + (
+                f", more than were fitted: the criterion is NOT met for some headline quantities "
+                f"(see mc_error_ratio); rerun with --max-datasets {growth['needed']} (about "
+                f"{growth['seconds_per_dataset']:.0f} s per dataset on this machine)."
+            )
+            + _all_text(growth)
+        )
+    return text + ": met." + _all_text(growth)
+
+
+def _all_text(growth: dict) -> str:
+    return (
+        f" For every quantity not set by assumptions (ipd_summary.csv), "
+        f"{growth['needed_all_not_set']} datasets would be needed (--max-datasets); see "
+        "mc_error_ratio."
+    )
+
+
+def assumptions_section(result: ReanalysisResult) -> Section:
+    section = Section("Assumptions of the reconstruction")
+    if result.assumptions is None:
+        return section.add(Text("None: the patient-level models use the user's own data (--ipd)."))
+    section.add(
+        Text(
+            "The abstract reports aggregate numbers only. Every quantity it does not give and the "
+            "pseudo-patient reconstruction needs is a generator parameter with a stated prior, "
+            "drawn afresh for every dataset (a draw that cannot reproduce a published bound is "
+            "rejected). Change them with --assume NAME=VALUE, --assume 'NAME=Dist(k=v, ...)' or "
+            "--assumptions FILE.toml. Their effect on each estimand is measured below "
+            "(reconstruction share, identification labels)."
+        )
+    )
+    section.add(Table(result.assumptions, caption="Assumptions: generator parameters and priors."))
+    if result.assumption_draws is not None and len(result.assumption_draws) > 1:
+        draws = result.assumption_draws.describe().T[["mean", "std", "min", "max"]]
+        section.add(
+            Table(
+                draws.reset_index(names="assumption"),
+                caption="Values drawn over the reconstructed datasets (after rejection).",
+            )
+        )
+    return section
+
+
+def set_by_assumptions_section(result: ReanalysisResult, figures: list[Figure]) -> Section:
+    ipd = result.ipd
+    ident = ipd.identification
+    section = Section("Estimands set by assumptions, not by the published numbers")
+    rows = ident[ident["label"] == id_.SET]
+    if rows.empty:
+        return section.add(Text("None under the rule stated above."))
+    section.add(
+        Text(
+            "These quantities are reported for completeness only. Under the rule above either "
+            "the posterior barely moved from the prior (low contraction: the data carry almost "
+            "no information on them, e.g. a between-center SD with the centers' outcomes "
+            "unreported) or most of their posterior variance is the spread across "
+            "reconstructions, i.e. across the assumptions' priors (e.g. which patients did not "
+            "respond sets kmp_effect; the unreported baseline score sets the severity change's "
+            "precision; how shrinkage values were split by arm sets the combination effect). "
+            "Their values reflect the priors and the assumptions table, not the study."
+        )
+    )
+    summary = ipd.summary.reset_index()
+    keys = set(zip(rows["model"], rows["quantity"], strict=True))
+    keep = [(m, q) in keys for m, q in zip(summary["model"], summary["quantity"], strict=True)]
+    table = summary[keep].merge(
+        rows[["model", "quantity", "prior_sd", "contraction", "reconstruction_share"]],
+        on=["model", "quantity"],
+    )
+    section.add(
+        Table(
+            table[
+                [
+                    "model",
+                    "quantity",
+                    "description",
+                    "mean",
+                    "sd",
+                    "prior_sd",
+                    "contraction",
+                    "reconstruction_share",
+                ]
+            ],
+            caption="Estimands set by assumptions: posterior vs prior SD, contraction and the "
+            "reconstruction's share of the variance.",
         )
     )
     for f in figures:

@@ -31,8 +31,20 @@ from khe_bayes.hierarchical import (
 )
 from khe_bayes.priors import Prior, prior
 from khe_bayes.sampling import SamplerSettings, derive_seed, fit, with_seed
-from khe_bayes.summary import CI_PROB, select_draws
+from khe_bayes.summary import CI_PROB, diagnostics, select_draws
 from khe_bayes.sweep import IN_PROCESS, SweepOptions, Task, fingerprint, run_tasks
+
+# every refit's convergence, kept in its row for diagnostics.csv
+DIAGNOSTIC_KEYS = (
+    "chains",
+    "draws",
+    "max_r_hat",
+    "min_ess_bulk",
+    "min_ess_tail",
+    "divergences",
+    "ok",
+    "problems",
+)
 
 
 @dataclass(frozen=True)
@@ -122,7 +134,7 @@ def grid_cell(
         "effect_prior": f"{effect_label}: {effect_prior.label()}",
         "center_sd_prior": f"{sd_label}: {sd_prior.label()}",
         **_row(select_draws(idata, t.quantity), t.threshold),
-        "divergences": int(idata.sample_stats["diverging"].sum()),
+        **diagnostics(idata),  # every refit's convergence, for diagnostics.csv
     }
 
 
@@ -133,16 +145,13 @@ def loco_cell(
     and SD of the headline quantity plus the summary row."""
     label = ("default_priors", t.model)
     if center is None:
-        draws = select_draws(
-            fit(t.build(data, t.default_priors), settings, compiled_as=label), t.quantity
-        )
-        return {"mean": float(draws.mean()), "sd": float(draws.std())}
+        idata = fit(t.build(data, t.default_priors), settings, compiled_as=label)
+        draws = select_draws(idata, t.quantity)
+        return {"mean": float(draws.mean()), "sd": float(draws.std()), **diagnostics(idata)}
     subset = data[data["center"].astype(str) != center].reset_index(drop=True)
     run = with_seed(settings, derive_seed(settings.seed, t.model, "loco", center))
     try:
-        draws = select_draws(
-            fit(t.build(subset, t.default_priors), run, compiled_as=label), t.quantity
-        )
+        idata = fit(t.build(subset, t.default_priors), run, compiled_as=label)
     except ValueError as exc:  # e.g. too few KMP patients left
         return {"model": t.model, "quantity": t.quantity, "left_out": center, "note": str(exc)}
     return {
@@ -150,8 +159,9 @@ def loco_cell(
         "quantity": t.quantity,
         "left_out": center,
         "n_left_out": int((data["center"].astype(str) == center).sum()),
-        **_row(draws, t.threshold),
+        **_row(select_draws(idata, t.quantity), t.threshold),
         "note": "",
+        **diagnostics(idata),
     }
 
 
@@ -218,9 +228,10 @@ def leave_one_center_out(
             for i, c in enumerate(centers)
         ]
     results = run_tasks(tasks, options, progress)
-    rows = []
+    rows, reference = [], []
     for t in targets:
         full = results[f"loco__{t.model}__all_centers"]
+        reference.append({"model": t.model, **{k: full[k] for k in DIAGNOSTIC_KEYS if k in full}})
         for i in range(len(centers)):
             row = dict(results[f"loco__{t.model}__without_{i}"])
             if "mean" in row:
@@ -244,5 +255,8 @@ def leave_one_center_out(
         "shift",
         "shift_in_full_sd",
         "note",
+        *DIAGNOSTIC_KEYS,
     ]
-    return pd.DataFrame(rows).reindex(columns=columns)
+    table = pd.DataFrame(rows).reindex(columns=columns)
+    table.attrs["reference_fits"] = reference  # the all-centers fits' diagnostics
+    return table

@@ -7,7 +7,7 @@ and compare the replications with what was reported, under the same verdict rule
 reanalysis (:class:`khe_bayes.ppc.VerdictRule`). Each row also gives the posterior of the
 entry's ``quantity`` (mean and 95% equal-tailed interval) beside the reported estimate.
 
-Tests, by family (all 95% intervals; proportions in percent, as the evidence registry uses):
+Tests, by family (all 95% intervals):
 
 binomial (columns ``events`` and ``n``; arm ``treated`` as the loader codes it)
     ``pooled_proportion_wilson`` / ``pooled_proportion_wald``: sum(events) / sum(n), Wilson or
@@ -17,6 +17,19 @@ binomial (columns ``events`` and ``n``; arm ``treated`` as the loader codes it)
 normal (columns ``estimate`` and ``se``)
     ``fixed_effect_inverse_variance``: sum(w y) / sum(w), w = 1 / se^2, z interval; p tests 0.
     ``random_effects_dersimonian_laird``: the DerSimonian-Laird random-effects mean.
+
+Scales. The proportion tests (pooled proportions, risk difference) are computed as fractions
+and reported on the entry's ``scale``: ``"fraction"`` or ``"percent"`` (percentage points). An
+entry without ``scale`` takes its quantity's (fraction for probabilities and risk differences;
+``Family.scales``). It is an input error (``khe-bayes fit`` checks :func:`entry_scale` before
+sampling) when a proportion test's quantity is not a proportion (e.g. a log-odds), when an entry
+declares a scale for a test that has none, or when the numbers cannot be on the scale
+(|value| > 1 as a fraction: "0.279 (0.100-0.447)" and "27.9 (10.0-44.7)" are the same result
+on two scales, and only the declared one is compared). The posterior of the quantity is shown
+on the entry's scale.
+
+binomial_glmm / normal_glmm take the same tests; ``risk_difference_wald`` needs a quantity with
+``compare`` on a categorical column (its two levels are the arms; other rows are left out).
 
 The KHE families' reported statistics are checked by ``khe-bayes reanalyze`` from the evidence
 registry (every model together); a KHE spec with ``[[reported]]`` entries is refused.
@@ -45,7 +58,8 @@ def _z_result(estimate: float, se: float) -> FreqResult:
 
 
 def risk_difference_wald(data: pd.DataFrame) -> FreqResult:
-    """Treated minus reference pooled proportion, in percentage points, Wald interval."""
+    """Treated minus reference pooled proportion, in percentage points, Wald interval (the
+    check converts it to the entry's scale)."""
     if "treated" not in data:
         raise ValueError("risk_difference_wald needs an arm column")
     arms = data.groupby("treated")[["events", "n"]].sum()
@@ -87,24 +101,71 @@ TESTS: dict[str, dict[str, Test]] = {
         "random_effects_dersimonian_laird": random_effects_dersimonian_laird,
     },
 }
+TESTS["binomial_glmm"] = TESTS["binomial"]
+TESTS["normal_glmm"] = TESTS["normal"]
+# tests whose result is a proportion; they return percent (freq.py's convention)
+PERCENT_TESTS = {"pooled_proportion_wilson", "pooled_proportion_wald", "risk_difference_wald"}
 # observed variable of the model -> the data column it replicates
-REPLICATED_COLUMN = {"binomial": ("events", "events"), "normal": ("estimate", "estimate")}
+REPLICATED_COLUMN = {
+    "binomial": ("events", "events"),
+    "normal": ("estimate", "estimate"),
+    "binomial_glmm": ("events", "events"),
+    "normal_glmm": ("estimate", "estimate"),
+}
+
+
+def entry_scale(entry, scales: dict[str, str]) -> str | None:
+    """The scale an entry's numbers are on (None: not a proportion test). Raises ValueError
+    for a mismatch (see the module docstring)."""
+    quantity_scale = scales.get(entry.quantity.partition("[")[0])
+    if entry.test not in PERCENT_TESTS:
+        if entry.scale is not None:
+            raise ValueError(f"scale applies to proportion tests, not to {entry.test}")
+        return None
+    if quantity_scale != "fraction":
+        raise ValueError(
+            f"{entry.test} gives a proportion but quantity {entry.quantity!r} is not one "
+            "(name a probability or risk difference)"
+        )
+    scale = entry.scale or quantity_scale
+    values = [v for v in (entry.estimate, entry.lower, entry.upper) if v is not None]
+    if scale == "fraction" and any(abs(v) > 1 for v in values):
+        raise ValueError(
+            f"{values} cannot be fractions (|value| > 1); if they are percentages write "
+            'scale = "percent"'
+        )
+    return scale
+
+
+def _table_and_mask(data, entry):
+    if hasattr(data, "standard_table"):  # formula families
+        return data.standard_table(entry.quantity)
+    return data, np.ones(len(data), bool)
 
 
 def replicate_reported(
-    spec, family: str, data: pd.DataFrame, idata: xr.DataTree, max_draws: int = 1000
+    spec,
+    family: str,
+    data: pd.DataFrame,
+    idata: xr.DataTree,
+    max_draws: int = 1000,
+    scales: list[str | None] | None = None,
 ) -> pd.DataFrame:
-    """Replication table (ppc module layout) of every ``[[reported]]`` entry's test."""
+    """Replication table (ppc module layout) of every ``[[reported]]`` entry's test, each on
+    the entry's scale (``scales``, one per entry; None keeps the test's own)."""
     variable, column = REPLICATED_COLUMN[family]
     reps = idata.posterior_predictive[variable].stack(sample=("chain", "draw"))
     reps = reps.transpose("sample", ...).values
     keep = np.linspace(0, len(reps) - 1, min(max_draws, len(reps))).round().astype(int)
+    tables = [_table_and_mask(data, entry) for entry in spec.reported]
+    factors = [0.01 if scale == "fraction" else 1.0 for scale in scales or [None] * len(tables)]
     rows = []
     for j, sample in enumerate(keep):
-        table = data.copy()
-        table[column] = reps[sample]
-        for entry in spec.reported:
+        for entry, (base, mask), factor in zip(spec.reported, tables, factors, strict=True):
+            table = base.copy()
+            table[column] = reps[sample][mask]
             r = TESTS[family][entry.test](table)
+            r = FreqResult(factor * r.estimate, factor * r.lower, factor * r.upper, r.p)
             rows.append(
                 {
                     "draw": j,
@@ -120,7 +181,12 @@ def replicate_reported(
 
 
 def check_reported(
-    spec, family: str, data: pd.DataFrame, idata: xr.DataTree, max_draws: int = 1000
+    spec,
+    family: str,
+    data: pd.DataFrame,
+    idata: xr.DataTree,
+    max_draws: int = 1000,
+    quantity_scales: dict[str, str] | None = None,
 ) -> pd.DataFrame:
     """ppc_reported.csv of ``khe-bayes fit``: the reanalysis's columns, plus the posterior of
     each entry's ``quantity`` and the rule that gave the verdict."""
@@ -139,10 +205,18 @@ def check_reported(
         )
         for e in spec.reported
     ]
-    table = compare_reported(reported, replicate_reported(spec, family, data, idata, max_draws))
+    if quantity_scales is None:  # the family's own (lazy import: families import this module's
+        from khe_bayes.families import FAMILIES  # callers, not this module)
+
+        quantity_scales = FAMILIES[family].scales(spec) if family in FAMILIES else {}
+    scales = [entry_scale(e, quantity_scales) for e in spec.reported]
+    table = compare_reported(
+        reported, replicate_reported(spec, family, data, idata, max_draws, scales)
+    )
     for i, entry in enumerate(spec.reported):
-        draws = select_draws(idata, entry.quantity)
+        draws = select_draws(idata, entry.quantity) * (100.0 if scales[i] == "percent" else 1.0)
         table.loc[i, "quantity"] = entry.quantity
+        table.loc[i, "scale"] = scales[i] or ""
         table.loc[i, "posterior_mean"] = float(np.mean(draws))
         table.loc[i, "posterior_q2.5"], table.loc[i, "posterior_q97.5"] = np.quantile(
             draws, [0.025, 0.975]

@@ -28,13 +28,15 @@ import hashlib
 import json
 import os
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import xarray as xr
+
+from khe_bayes.progress import Clock, report_step
+from khe_bayes.quiet import quiet_call
 
 _NETCDF = "__netcdf__"  # key of a stored JSON that points to the task's DataTree
 
@@ -135,9 +137,13 @@ def run_tasks(
     """Run a sweep where ``options`` says; return every task's result by key."""
     if not options.on_dask:
         results = {}
+        clock = Clock(len(tasks))
         for task in tasks:
-            progress(task.key.replace("__", ", "))
+            report_step(progress, clock.step(task.key.replace("__", ", ")))
             results[task.key] = task.fn(*task.args)
+            clock.finish_one()
+        if tasks:
+            report_step(progress, clock.step("done"))
         return results
     where = {"workers": options.workers or 1, "scheduler": options.scheduler}
     if options.store is not None:
@@ -181,10 +187,10 @@ def run_sweep(
                 silence_logs=40,
             )
         client = Client(cluster)
-    started, done = time.time(), 0
+    clock = Clock(len(todo))
     try:
         futures = [
-            client.submit(t.fn, *t.args, key=f"khe-{t.key}-{t.fingerprint}", pure=False)
+            client.submit(quiet_call, t.fn, *t.args, key=f"khe-{t.key}-{t.fingerprint}", pure=False)
             for t in todo
         ]
         by_future = {f.key: t for f, t in zip(futures, todo, strict=True)}
@@ -192,13 +198,8 @@ def run_sweep(
             task = by_future[future.key]
             results[task.key] = future.result()
             save_result(store, task, results[task.key])
-            done += 1
-            if done == len(todo) or done % max(1, len(todo) // 20) == 0:
-                rate = (time.time() - started) / done
-                progress(
-                    f"{done}/{len(todo)} tasks ({len(results)}/{len(tasks)} in all), "
-                    f"{rate:.1f} s per task, about {rate * (len(todo) - done):.0f} s left"
-                )
+            clock.finish_one()
+            report_step(progress, clock.step(f"finished {task.key.replace('__', ', ')}"))
     finally:
         client.close()
         if cluster is not None:

@@ -73,8 +73,29 @@ def test_writes_every_output(result_dir):
     manifest = json.loads((result_dir / "manifest.json").read_text())
     assert set(manifest["outputs"]) == names
     assert manifest["settings"]["sampler"]["seed"] == 5
-    assert manifest["versions"]["pymc"].startswith("5.")
+    assert manifest["versions"]["pymc"].startswith("6.")
     assert len(manifest["inputs_sha256"]["evidence"]) == 64
+
+
+def test_assumptions_and_identification_are_reported(result_dir):
+    """Issue 15: the assumptions table and the identification labels are in the default report,
+    the CSVs and the manifest; the response model's center_sd is set by assumptions."""
+    report = (result_dir / "report.md").read_text()
+    assert "## Assumptions of the reconstruction" in report
+    assert "center_heterogeneity" in report and "Identification rule" in report
+    assert "## Estimands set by assumptions" in report
+    ident = pd.read_csv(result_dir / "identification.csv")
+    row = ident[(ident["model"] == "response") & (ident["quantity"] == "center_sd")]
+    assert row["label"].iloc[0] == "set by assumptions"
+    assert set(pd.read_csv(result_dir / "assumptions.csv")["assumption"]) >= {
+        "baseline_mean_non_kmp",
+        "nonresponse_kmp_log_odds",
+        "center_heterogeneity",
+        "center_sizes",
+    }
+    manifest = json.loads((result_dir / "manifest.json").read_text())
+    assert "center_heterogeneity" in manifest["settings"]["assumptions"]
+    assert manifest["settings"]["identification"]["response/center_sd"] == "set by assumptions"
 
 
 def test_summary_has_arviz_layout_and_descriptions(result_dir):
@@ -86,7 +107,11 @@ def test_summary_has_arviz_layout_and_descriptions(result_dir):
         "sd",
         "hdi95_lb",
         "hdi95_ub",
+        "median",
+        "eti95_lb",
+        "eti95_ub",
         "mcse_mean",
+        "mcse_sd",
         "ess_bulk",
         "ess_tail",
         "r_hat",
@@ -139,13 +164,13 @@ def test_report_leads_with_the_summary_data_model_and_its_reading_weights(result
 
 
 def test_posterior_file_carries_its_spec(result_dir):
-    import arviz as az
+    from khe_bayes.datatree import load
 
-    idata = az.from_netcdf(result_dir / "aggregate_proportions__logit_normal.nc")
+    idata = load(result_dir / "aggregate_proportions__logit_normal.nc")
     spec = json.loads(idata.posterior.attrs["spec"])
     assert spec["family"] == "aggregate_proportion"
     assert idata.posterior.attrs["prior_set"] == "logit_normal"
-    assert "posterior_predictive" in idata.groups()
+    assert {"posterior_predictive", "log_likelihood", "observed_data"} <= set(idata.children)
 
 
 def test_every_reported_statistic_is_checked(result_dir):
@@ -275,6 +300,8 @@ def test_html_report_renders_in_headless_chromium_with_every_figure(result_dir, 
     assert int(total.group(1)) == n_figures >= 3
     assert int(loaded.group(1)) == n_figures
     assert "Posterior summaries" in dom
+    # no table or figure runs past the text column (at headless Chromium's default window)
+    assert 'data-overflow="none"' in dom, re.search(r"data-overflow=\"[^\"]*\"", dom)
 
 
 def test_reanalyze_with_ipd_compares_the_severity_models_by_loo(tmp_path):
@@ -294,9 +321,30 @@ def test_reanalyze_with_ipd_compares_the_severity_models_by_loo(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     loo = pd.read_csv(out / "model_comparison.csv").set_index("model")
     assert set(loo.index) == {"severity_ordinal", "severity_gaussian"}
-    assert loo["elpd_diff"].min() == 0.0 and (loo["elpd_diff"] <= 0).all()
+    assert loo["elpd_diff"].max() == 0.0 and (loo["elpd_diff"] <= 0).all()  # 0 = the best
     assert loo["weight"].sum() == pytest.approx(1.0, abs=1e-6)
     assert (loo["n_patients"] == 52).all() and loo["pareto_k_max"].notna().all()
     assert "PSIS-LOO" in (out / "report.md").read_text()
     manifest = json.loads((out / "manifest.json").read_text())
     assert "model_comparison.csv" in manifest["outputs"]
+
+
+def test_csvs_and_manifest_say_what_was_run(result_dir):
+    """ipd_summary.csv has summary.csv's layout; the manifest gives each model's actual sampler
+    settings (the IPD models adapt longer than requested); a predictive-check row without
+    replications says why."""
+    from khe_bayes.reanalysis import TUNE_IPD
+    from khe_bayes.summary import DIAGNOSTIC_COLUMNS, STAT_COLUMNS
+
+    layout = ["description", *STAT_COLUMNS, *DIAGNOSTIC_COLUMNS, "flag"]
+    for name in ("summary.csv", "ipd_summary.csv"):
+        columns = list(pd.read_csv(result_dir / name).columns)
+        assert [c for c in columns if c in layout] == layout, name
+    models = json.loads((result_dir / "manifest.json").read_text())["settings"]["models"]
+    assert models["aggregate_proportions (uniform_beta)"]["tune"] == 200
+    assert models["response"]["tune"] == TUNE_IPD and models["response"]["chains"] == 2
+    report = (result_dir / "report.md").read_text()
+    assert f"| response | 2 | 200 | {TUNE_IPD} |" in report
+    ppc = pd.read_csv(result_dir / "ppc_reported.csv", keep_default_na=False)
+    empty = ppc[ppc["n_replications"] == 0]
+    assert len(empty) and empty["note"].str.startswith("not replicated").all()

@@ -227,7 +227,13 @@ def test_second_sampler_nutpie_agrees_within_monte_carlo_error():
     a = fit(
         model,
         SamplerSettings(
-            draws=2000, tune=1000, chains=4, seed=1, target_accept=0.95, progressbar=False
+            draws=2000,
+            tune=1000,
+            chains=4,
+            seed=1,
+            target_accept=0.95,
+            progressbar=False,
+            backend="pymc",
         ),
     )
     b = nutpie.sample(
@@ -249,6 +255,8 @@ def test_registry_is_explicit():
     assert set(FAMILIES) == {
         "binomial",
         "normal",
+        "binomial_glmm",
+        "normal_glmm",
         "aggregate_proportion",
         "khe_response",
         "khe_severity",

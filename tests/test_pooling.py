@@ -44,15 +44,18 @@ def test_law_of_total_variance_exact():
         var_names=["theta", "rate"],
     )
     table = reconstruction_variance_share(fit).set_index("quantity")
-    # within = mean(1.25, 1.25); between = var(1.5, 5.5) = 4; total = 5.25 = var of pooled draws
+    # Rubin: within = mean(1.25, 1.25); between = var(1.5, 5.5; ddof=1) = 8;
+    # total = 1.25 + (1 + 1/2) * 8 = 13.25 (the plain pooled draws' variance is only 5.25)
     assert table.loc["theta", "within_variance"] == pytest.approx(1.25)
-    assert table.loc["theta", "between_variance"] == pytest.approx(4.0)
-    assert table.loc["theta", "reconstruction_share"] == pytest.approx(4.0 / 5.25)
+    assert table.loc["theta", "between_variance"] == pytest.approx(8.0)
+    assert table.loc["theta", "total_variance"] == pytest.approx(13.25)
+    assert table.loc["theta", "reconstruction_share"] == pytest.approx(12.0 / 13.25)
+    assert table.loc["theta", "mcse_pooled_mean"] == pytest.approx(2.0)  # sqrt(8 / 2)
     pooled_var = np.concatenate([A.ravel(), B.ravel()]).var()
     assert pooled_var == pytest.approx(5.25)
     # rate[12m] = 2 theta: every variance scales by 4, the share does not
-    assert table.loc["rate[12m]", "between_variance"] == pytest.approx(16.0)
-    assert table.loc["rate[12m]", "reconstruction_share"] == pytest.approx(4.0 / 5.25)
+    assert table.loc["rate[12m]", "between_variance"] == pytest.approx(32.0)
+    assert table.loc["rate[12m]", "reconstruction_share"] == pytest.approx(12.0 / 13.25)
 
 
 def test_single_dataset_has_no_reconstruction_share():

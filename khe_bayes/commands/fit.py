@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+import warnings
 from pathlib import Path
 
 import pymc as pm
@@ -11,10 +13,11 @@ from khe_bayes.commands.reanalyze import EXIT_STRICT, add_sampler_arguments
 from khe_bayes.datatree import save
 from khe_bayes.errors import InputError
 from khe_bayes.families import Family, load_spec
+from khe_bayes.families.base import SpecWarning
 from khe_bayes.manifest import build_manifest, sha256_file
 from khe_bayes.outputs import check_can_write, staged_directory, write_json
 from khe_bayes.sampling import SamplerSettings, fit
-from khe_bayes.spec_ppc import TESTS, check_reported
+from khe_bayes.spec_ppc import TESTS, check_reported, entry_scale
 from khe_bayes.summary import diagnostics, summarize, threshold_probabilities
 
 
@@ -31,6 +34,18 @@ def register(sub) -> None:
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--strict", action="store_true", help=f"exit {EXIT_STRICT} on poor convergence")
     add_sampler_arguments(p, spec_defaults=True)
+    p.add_argument(
+        "--backend",
+        choices=["nutpie", "pymc"],
+        default=None,
+        help="sampler (default: the spec's [sampler] backend, nutpie unless it says pymc)",
+    )
+    p.add_argument(
+        "--target-accept",
+        type=float,
+        default=None,
+        help="NUTS target acceptance rate, in (0.5, 1) (default: the spec's [sampler])",
+    )
     p.set_defaults(func=run)
 
 
@@ -38,8 +53,8 @@ def sampler_settings(spec, args: argparse.Namespace) -> SamplerSettings:
     base = getattr(spec, "sampler", SamplerSettings())
     update = {
         k: getattr(args, k)
-        for k in ("seed", "draws", "tune", "chains", "cores")
-        if getattr(args, k) is not None
+        for k in ("seed", "draws", "tune", "chains", "cores", "backend", "target_accept")
+        if getattr(args, k, None) is not None
     }
     if args.progress is not None:
         update["progressbar"] = args.progress
@@ -86,7 +101,9 @@ def check_quantity(model: pm.Model, quantity: str, spec_path: Path, key: str) ->
         )
 
 
-def check_spec_against_model(spec, family: Family, model: pm.Model, spec_path: Path) -> None:
+def check_spec_against_model(
+    spec, family: Family, model: pm.Model, spec_path: Path, data=None
+) -> None:
     """Every ``[[thresholds]]`` and ``[[reported]]`` entry must make sense for this model, so a
     misspelt quantity or test fails before sampling, not after."""
     for i, t in enumerate(spec.thresholds):
@@ -106,22 +123,51 @@ def check_spec_against_model(spec, family: Family, model: pm.Model, spec_path: P
                 file=spec_path,
                 key=f"reported[{i + 1}].test",
             )
-        if entry.test == "risk_difference_wald" and "treated" not in model.named_vars:
+        compares = getattr(data, "compare", None)  # formula families: categorical contrasts
+        if entry.test == "risk_difference_wald" and (
+            entry.quantity.partition("[")[0] not in compares
+            if compares is not None
+            else "treated" not in model.named_vars
+        ):
             raise InputError(
-                "risk_difference_wald needs an arm column in the data",
+                "risk_difference_wald needs an arm column in the data"
+                + (" and a quantity comparing two of its levels" if compares is not None else ""),
                 file=spec_path,
                 key=f"reported[{i + 1}].test",
             )
         check_quantity(model, entry.quantity, spec_path, f"reported[{i + 1}].quantity")
+        try:
+            entry_scale(entry, family.scales(spec))
+        except ValueError as exc:
+            raise InputError(str(exc), file=spec_path, key=f"reported[{i + 1}]") from None
+
+
+def load_and_build(spec, family: Family, spec_dir: Path, spec_path: Path):
+    """Load the data and build the model; a spec error without a file names the spec, and each
+    SpecWarning (e.g. one group, a precision-like tau prior) is printed as one line."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SpecWarning)
+        try:
+            data = family.load_data(spec, spec_dir)
+            model = family.build(spec, data)
+        except InputError as exc:
+            if exc.file is None:
+                raise InputError(exc.message, file=spec_path, key=exc.key) from None
+            raise
+    for w in caught:
+        if issubclass(w.category, SpecWarning):
+            print(f"khe-bayes: warning: {spec_path}: {w.message}", file=sys.stderr)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    return data, model
 
 
 def run(args: argparse.Namespace) -> int:
     check_can_write(Path(args.out), args.overwrite)
     spec, family = load_spec(args.spec)
     spec_dir = args.spec.resolve().parent
-    data = family.load_data(spec, spec_dir)
-    model = family.build(spec, data)
-    check_spec_against_model(spec, family, model, args.spec)
+    data, model = load_and_build(spec, family, spec_dir, args.spec)
+    check_spec_against_model(spec, family, model, args.spec, data)
     settings = sampler_settings(spec, args)
     idata = fit(
         model,
@@ -148,7 +194,9 @@ def run(args: argparse.Namespace) -> int:
             )
             outputs.append("thresholds.csv")
         if spec.reported:
-            ppc = check_reported(spec, family.name, data, idata)
+            ppc = check_reported(
+                spec, family.name, data, idata, quantity_scales=family.scales(spec)
+            )
             ppc.to_csv(stage / "ppc_reported.csv", index=False, float_format="%.6g")
             outputs.append("ppc_reported.csv")
         manifest = build_manifest(

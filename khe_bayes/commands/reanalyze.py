@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from khe_bayes.commands.reconstruct import add_center_arguments, center_settings
+from khe_bayes.commands.reconstruct import (
+    add_assumption_arguments,
+    add_center_arguments,
+    assumption_settings,
+    center_settings,
+    print_assumptions,
+)
 from khe_bayes.errors import InputError
 from khe_bayes.ipd import load_ipd
 from khe_bayes.outputs import check_can_write
@@ -108,12 +114,23 @@ def register(sub) -> None:
         default=None,
         help="keep each finished fit here, so a rerun resumes (with Dask)",
     )
+    p.add_argument(
+        "--max-datasets",
+        type=int,
+        default=8,
+        help="Rubin's rules: add reconstructions up to this many while the pooled mean's Monte "
+        "Carlo SE is >= 10%% of the posterior SD for a headline estimand (default 8)",
+    )
     add_center_arguments(p)
+    add_assumption_arguments(p)
     add_sampler_arguments(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.list_assumptions:
+        print_assumptions(args)
+        return 0
     if args.datasets < 1:
         raise InputError("--datasets must be at least 1")
     if args.workers is not None and args.workers < 1:
@@ -133,8 +150,11 @@ def run(args: argparse.Namespace) -> int:
         sensitivity=args.sensitivity,
         sweep=SweepOptions(workers=args.workers, scheduler=args.scheduler, store=args.store),
         reconstruction=ReconstructionSettings(
-            centers=center_settings(args), severity_interpretation=args.severity_interpretation
+            centers=center_settings(args),
+            severity_interpretation=args.severity_interpretation,
+            assumptions=assumption_settings(args),
         ),
+        max_datasets=max(args.max_datasets, args.datasets),
     )
     result = run_reanalysis(settings, args.out, overwrite=args.overwrite)
     if not result.converged:

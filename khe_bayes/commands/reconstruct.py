@@ -13,8 +13,12 @@ from khe_bayes.evidence import load_evidence
 from khe_bayes.ipd import schema_table, write_ipd
 from khe_bayes.outputs import staged_directory, write_json
 from khe_bayes.reconstruct import (
+    Assumptions,
     CenterSettings,
     ReconstructionSettings,
+    assumption_draws,
+    load_assumptions,
+    parse_assumption_value,
     reconstruct_datasets,
     verify,
 )
@@ -33,6 +37,7 @@ def register(sub) -> None:
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--evidence", type=Path, default=None)
     add_center_arguments(p)
+    add_assumption_arguments(p)
     p.add_argument(
         "--severity-interpretation",
         choices=["mean_score_at_visit", "mean_change_from_baseline"],
@@ -58,6 +63,55 @@ def add_center_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_assumption_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--assumptions",
+        type=Path,
+        default=None,
+        help="TOML file overriding the reconstruction's assumptions (one table per parameter "
+        "with 'value' or 'prior'; see khe_bayes/reconstruct.py)",
+    )
+    p.add_argument(
+        "--assume",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="fix one assumption (NAME=0.9) or replace its prior (NAME='Uniform(lower=1, "
+        "upper=2)'); repeatable; --list-assumptions shows the names",
+    )
+    p.add_argument(
+        "--list-assumptions",
+        action="store_true",
+        help="print the assumptions (generator parameters and priors) and exit",
+    )
+
+
+def assumption_settings(args: argparse.Namespace) -> Assumptions:
+    """Defaults, then the TOML file, then each --assume (later wins)."""
+    base = Assumptions()
+    if args.assumptions is not None:
+        base = load_assumptions(args.assumptions, base)
+    overrides = {}
+    for item in args.assume:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise InputError(f"--assume {item!r}: expected NAME=VALUE")
+        try:
+            overrides[name.strip()] = parse_assumption_value(value)
+        except ValueError as exc:
+            raise InputError(f"--assume {item!r}: {str(exc).splitlines()[0]}") from None
+    try:
+        return base.with_overrides(overrides)
+    except ValueError as exc:
+        raise InputError(f"--assume: {exc}") from None
+
+
+def print_assumptions(args: argparse.Namespace) -> None:
+    table = assumption_settings(args).table(center_settings(args))
+    with pd.option_context("display.max_colwidth", 90, "display.width", 250):
+        print(table.to_string(index=False))
+
+
 def center_settings(args: argparse.Namespace) -> CenterSettings:
     try:
         base = CenterSettings.with_count(args.centers, args.center_concentration)
@@ -74,11 +128,16 @@ def run(args: argparse.Namespace) -> int:
         with pd.option_context("display.max_colwidth", 120, "display.width", 200):
             print(schema_table().to_string(index=False))
         return 0
+    if args.list_assumptions:
+        print_assumptions(args)
+        return 0
     if args.datasets < 1:
         raise InputError("--datasets must be at least 1")
     evidence = load_evidence(args.evidence)
     settings = ReconstructionSettings(
-        centers=center_settings(args), severity_interpretation=args.severity_interpretation
+        centers=center_settings(args),
+        severity_interpretation=args.severity_interpretation,
+        assumptions=assumption_settings(args),
     )
     datasets = reconstruct_datasets(evidence, args.datasets, args.seed, settings)
     interpretations = settings.interpretations()
@@ -91,6 +150,7 @@ def run(args: argparse.Namespace) -> int:
             checks.append(check)
         table = pd.concat(checks, ignore_index=True)
         table.to_csv(stage / "checks.csv", index=False, float_format="%.6g")
+        assumption_draws(datasets).to_csv(stage / "assumption_draws.csv", float_format="%.6g")
         write_json(
             stage / "reconstruction.json",
             {
@@ -102,6 +162,8 @@ def run(args: argparse.Namespace) -> int:
                     "shares": settings.centers.shares,
                     "concentration": settings.centers.concentration,
                 },
+                "assumptions": {n: a.label() for n, a in settings.assumptions.parameters.items()},
+                "assumption_draws": "assumption_draws.csv",
                 "all_reproduced": bool((table["reproduces_ci"] & table["meets_p_bound"]).all()),
                 "checks": "checks.csv",
             },

@@ -15,6 +15,11 @@ from khe_bayes.sampling import SamplerSettings
 from khe_bayes.summary import Threshold
 
 
+class SpecWarning(UserWarning):
+    """Something in a spec that is allowed but probably not meant (``khe-bayes fit`` prints it
+    as a one-line warning)."""
+
+
 class ReportedStatisticSpec(BaseModel):
     """A frequentist result reported for this analysis, to check the posterior against."""
 
@@ -30,6 +35,11 @@ class ReportedStatisticSpec(BaseModel):
     p_bound: float | None = Field(default=None, gt=0, lt=1)
     decimals: int | None = Field(
         default=None, ge=0, description="decimals printed; replications are rounded alike"
+    )
+    scale: Literal["fraction", "percent"] | None = Field(
+        default=None,
+        description="scale of estimate/lower/upper for proportion tests; default: the "
+        "quantity's own (fraction for probabilities); a scale the quantity cannot have is an error",
     )
     quote: str = ""
 
@@ -71,6 +81,9 @@ class Family:
     descriptions: dict[str, str] = field(default_factory=dict)
     data_files: Callable[[Any, Path], list[Path]] = lambda spec, spec_dir: []
     describe: Callable[[Any], dict[str, str]] | None = None  # when descriptions depend on spec
+    # quantity name -> "fraction" for probabilities / risk differences (the [[reported]] scale
+    # check); quantities not listed are not proportions
+    scales: Callable[[Any], dict[str, str]] = lambda spec: {}
 
     def descriptions_for(self, spec) -> dict[str, str]:
         return self.describe(spec) if self.describe else self.descriptions

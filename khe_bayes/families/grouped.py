@@ -11,15 +11,21 @@ Parameters: ``mu`` (population mean, logit scale), ``tau`` (between-group SD), `
 invlogit(mu). With an arm column: ``arm_effect`` (log odds ratio), ``odds_ratio`` =
 exp(arm_effect) and ``risk_difference`` = invlogit(mu + arm_effect) - invlogit(mu), the risk
 difference between arms *at the mean group effect* (a conditional, not a population-averaged,
-contrast).
+contrast). With one group (one trial) there is no between-group effect: theta = mu, no tau, and
+``risk_difference`` is at the trial's own baseline (a SpecWarning says so). For other contrasts
+(population-averaged, at a group's own effect, at stated covariate values, uncentred
+covariates, interactions, priors per term) write a formula: families ``binomial_glmm`` and
+``normal_glmm`` (families/glmm.py).
 
 normal: CSV columns ``group``, ``estimate``, ``se`` (the random-effects meta-analysis / eight
 schools shape)::
 
     estimate_g ~ Normal(theta[g], se_g),  theta = mu + tau * z  (non-centered)
 
-Between-group spread: a prior on the SD (``tau``) or, as in BUGS, an inverse-gamma prior on the
-variance (``tau_variance``; then tau = sqrt(tau_variance)); exactly one. Defaults:
+Between-group spread: a prior on the SD (``tau``) or, as in BUGS, a prior on the variance
+(``tau_variance``; then tau = sqrt(tau_variance)) or on the precision (``tau_precision``, e.g.
+BUGS's Gamma(0.001, 0.001); then tau = 1 / sqrt(tau_precision)); at most one. A ``tau`` prior
+that looks like a precision prior (Gamma with shape and rate <= 0.01) gives a SpecWarning. Defaults:
 ``mu ~ Normal(0, 2.5)`` (binomial, logit scale) or ``Normal(0, 100)`` (normal family: set a
 scale-appropriate prior for your data), ``tau ~ HalfNormal(1)`` (binomial) or
 ``HalfCauchy(25)`` (normal), ``arm_effect ~ Normal(0, 1.5)``, ``beta ~ Normal(0, 1)``.
@@ -27,6 +33,7 @@ scale-appropriate prior for your data), ``tau ~ HalfNormal(1)`` (binomial) or
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Literal
 
@@ -36,8 +43,8 @@ import pymc as pm
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from khe_bayes.errors import InputError
-from khe_bayes.families.base import Family, SpecBase
-from khe_bayes.priors import Prior, prior
+from khe_bayes.families.base import Family, SpecBase, SpecWarning
+from khe_bayes.priors import Prior, looks_like_precision_prior, precision_warning, prior
 
 
 class SpreadPriors(BaseModel):
@@ -46,18 +53,34 @@ class SpreadPriors(BaseModel):
     mu: Prior | None = None
     tau: Prior | None = None
     tau_variance: Prior | None = None
+    tau_precision: Prior | None = None
     arm_effect: Prior = prior("Normal", mu=0.0, sigma=1.5)
     beta: Prior = prior("Normal", mu=0.0, sigma=1.0)
 
     @model_validator(mode="after")
     def _one_spread(self):
-        if self.tau is not None and self.tau_variance is not None:
-            raise ValueError("give a prior on tau (the SD) or on tau_variance, not both")
-        for name in ("tau", "tau_variance"):
-            p = getattr(self, name)
-            if p is not None and p.support != "positive":
-                raise ValueError(f"the {name} prior must be on positive values")
+        check_spread(self, SPREAD_KEYS)
         return self
+
+
+SPREAD_KEYS = ("tau", "tau_variance", "tau_precision")
+
+
+def check_spread(priors, keys: tuple[str, ...]) -> None:
+    """At most one way of giving the between-group spread, each on positive values."""
+    given = [k for k in keys if getattr(priors, k) is not None]
+    if len(given) > 1:
+        raise ValueError(f"give one of {', '.join(keys)}; not both {' and '.join(given)}")
+    for name in keys:
+        p = getattr(priors, name)
+        if isinstance(p, Prior) and p.support != "positive":
+            raise ValueError(f"the {name} prior must be on positive values")
+
+
+def spread_warnings(priors) -> list[str]:
+    """BUGS users' vague precision prior given as a prior on the SD (see priors.py)."""
+    tau = getattr(priors, "tau", None)
+    return [precision_warning("tau")] if tau is not None and looks_like_precision_prior(tau) else []
 
 
 class BinomialSpec(SpecBase):
@@ -170,11 +193,41 @@ def load_normal(spec: NormalSpec, spec_dir: Path) -> pd.DataFrame:
     )
 
 
-def _spread(priors: SpreadPriors, default_tau: Prior):
+def spread(priors, default_tau: Prior):
+    """The between-group SD ``tau``: from a prior on tau itself, on the variance tau^2
+    (``tau_variance``, inverse-gamma in BUGS-era analyses) or on the precision 1 / tau^2
+    (``tau_precision``, BUGS's ``dgamma(0.001, 0.001)``). Warns (SpecWarning) when a tau prior
+    looks like a precision prior."""
+    for message in spread_warnings(priors):
+        warnings.warn(message, SpecWarning, stacklevel=2)
     if priors.tau_variance is not None:
         variance = priors.tau_variance.create("tau_variance")
         return pm.Deterministic("tau", pm.math.sqrt(variance))
+    if priors.tau_precision is not None:
+        precision = priors.tau_precision.create("tau_precision")
+        return pm.Deterministic("tau", 1.0 / pm.math.sqrt(precision))
     return (priors.tau or default_tau).create("tau")
+
+
+ONE_GROUP = (
+    "the data have one group: fitted without a between-group effect (no tau; theta = mu is the "
+    "group's own log-odds or effect), so every contrast is at the group's own baseline"
+)
+
+
+def _group_effects(priors, mu, n_groups: int, default_tau: Prior):
+    """theta = mu + tau * z (non-centered); with one group tau is not identified by the data
+    and a contrast 'at mu' would be at an unidentified baseline, so one group has theta = mu
+    and no tau (SpecWarning says so)."""
+    if n_groups == 1:
+        warnings.warn(ONE_GROUP, SpecWarning, stacklevel=3)
+        for key in SPREAD_KEYS:
+            if getattr(priors, key) is not None:
+                warnings.warn(f"priors.{key} is unused (one group)", SpecWarning, stacklevel=3)
+        return pm.Deterministic("theta", mu[None], dims="group")
+    tau = spread(priors, default_tau)
+    z = pm.Normal("z", 0.0, 1.0, dims="group")
+    return pm.Deterministic("theta", mu + tau * z, dims="group")
 
 
 def build_binomial(spec: BinomialSpec, data: pd.DataFrame) -> pm.Model:
@@ -186,9 +239,7 @@ def build_binomial(spec: BinomialSpec, data: pd.DataFrame) -> pm.Model:
         coords["covariate"] = covariates
     with pm.Model(coords=coords) as model:
         mu = (spec.priors.mu or prior("Normal", mu=0.0, sigma=2.5)).create("mu")
-        tau = _spread(spec.priors, prior("HalfNormal", sigma=1.0))
-        z = pm.Normal("z", 0.0, 1.0, dims="group")
-        theta = pm.Deterministic("theta", mu + tau * z, dims="group")
+        theta = _group_effects(spec.priors, mu, len(groups), prior("HalfNormal", sigma=1.0))
         eta = theta[pm.Data("row_group", g, dims="row")]
         if "treated" in data:
             arm_effect = spec.priors.arm_effect.create("arm_effect")
@@ -216,11 +267,10 @@ def build_binomial(spec: BinomialSpec, data: pd.DataFrame) -> pm.Model:
 
 
 def build_normal(spec: NormalSpec, data: pd.DataFrame) -> pm.Model:
-    with pm.Model(coords={"group": list(data["group"])}) as model:
+    groups = list(data["group"])
+    with pm.Model(coords={"group": groups}) as model:
         mu = (spec.priors.mu or prior("Normal", mu=0.0, sigma=100.0)).create("mu")
-        tau = _spread(spec.priors, prior("HalfCauchy", beta=25.0))
-        z = pm.Normal("z", 0.0, 1.0, dims="group")
-        theta = pm.Deterministic("theta", mu + tau * z, dims="group")
+        theta = _group_effects(spec.priors, mu, len(groups), prior("HalfCauchy", beta=25.0))
         pm.Normal(
             "estimate",
             theta,
@@ -263,6 +313,7 @@ BINOMIAL = Family(
         "beta": "Covariate effect on the log-odds (per unit, centered)",
     },
     data_files=lambda spec, spec_dir: [spec_dir / spec.data],
+    scales=lambda spec: {"p": "fraction", "p_mean": "fraction", "risk_difference": "fraction"},
 )
 
 NORMAL = Family(
