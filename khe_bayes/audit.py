@@ -139,6 +139,27 @@ def _interval_rows(ci, interp, n1, n2, bound, is_used) -> list[dict]:
                 used=is_used,
             )
         )
+    if interp.estimand == "group_means" and bound is not None:
+        sizes = dict(zip(interp.groups, _group_order_sizes(ci.statistic, n1, n2), strict=True))
+        na, nb = (sizes[g] for g in interp.groups)
+        df = na + nb - 2
+        t_crit = stats.t.ppf(1 - bound.bound / 2, df)
+        sd_edge = (ci.upper - ci.lower) / (t_crit * np.sqrt(1 / na + 1 / nb))
+        side = "below" if bound.relation in ("<", "<=") else "above"
+        rows.append(
+            _row(
+                ci.statistic,
+                interp.id,
+                "CI vs p-value",
+                "ok",
+                f"{interp.groups[0]} mean {ci.lower:g}, {interp.groups[1]} mean {ci.upper:g} "
+                f"(difference {ci.upper - ci.lower:.2f}); the pooled t-test meets p "
+                f"{bound.relation} {bound.bound:g} iff the pooled SD is {side} {sd_edge:.2f} "
+                f"(df {df}); the summary-data model weighs how plausible that is",
+                used=is_used,
+            )
+        )
+        return rows
     if interp.id in SAME_TEST and bound is not None:
         df = SAME_TEST[interp.id](n1, n2)
         se = ci.half_width / stats.t.ppf(0.975, df)
@@ -167,6 +188,25 @@ def _interval_rows(ci, interp, n1, n2, bound, is_used) -> list[dict]:
             )
         )
     return rows
+
+
+def _group_order_sizes(statistic: str, n1: int, n2: int) -> tuple[int, int]:
+    """Sizes of a group_means reading's groups in the order of evidence.toml's ``groups``."""
+    return {
+        "age_difference_kmp": (n2, n1),  # groups = [kmp, non_kmp]; _group_sizes gives non-KMP first
+        "kmp_vs_non_kmp_response": (n2, n1),  # groups = [non_kmp, kmp]; sizes give KMP first
+        "combination_vs_alone_shrinkage": (n1, n2),  # [combination, sirolimus alone]
+    }[statistic]
+
+
+def with_reading_weights(table: pd.DataFrame, weights: pd.DataFrame) -> pd.DataFrame:
+    """The audit with each reading's posterior probability from the summary-data model beside
+    its pass/fail (``posterior_weight``; empty for checks that are not about one reading)."""
+    w = weights.set_index(["statistic", "reading"])["posterior_weight"]
+    keys = list(zip(table["statistic"], table["interpretation"], strict=True))
+    out = table.copy()
+    out["posterior_weight"] = [w.get(k, np.nan) for k in keys]
+    return out
 
 
 def _text_rows(evidence: Evidence, used: dict[str, str]) -> list[dict]:

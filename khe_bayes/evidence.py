@@ -40,6 +40,24 @@ class Interpretation(_Strict):
     groups: list[str] | None = None
     denominator: int | None = Field(default=None, gt=0)
     denominator_min: int | None = Field(default=None, gt=0)
+    # readings as a latent choice (summary_data.py): prior weight (normalised within the record),
+    # the test the statistic's printed p-value belongs to under this reading ("same": the
+    # interval's own test) and the groups it compares; why the groups are in this order
+    prior_weight: float | None = Field(default=None, ge=0)
+    p_test: Literal["same", "t_two_sample_pooled", "t_paired"] | None = None
+    p_groups: list[str] | None = None
+    # the text states the sign of a significant result (e.g. "significant decreases"): the
+    # tested difference (p_groups[0] minus p_groups[1], or the change) is positive
+    p_direction: Literal["positive"] | None = None
+    order_reason: str | None = None
+
+    @model_validator(mode="after")
+    def _implausible_has_no_weight(self):
+        if not self.plausible and self.prior_weight:
+            raise ValueError("an implausible interpretation must have prior_weight = 0")
+        if self.estimand == "group_means" and not self.order_reason:
+            raise ValueError("a group_means reading needs order_reason (which group is which)")
+        return self
 
 
 class _Record(_Strict):
@@ -69,6 +87,18 @@ class _Record(_Strict):
         if found is None:
             raise KeyError(f"record {self.id!r} has no interpretation {interpretation_id!r}")
         return found
+
+    def prior_weights(self) -> dict[str, float]:
+        """Each reading's prior probability (``prior_weight`` normalised over the record; equal
+        weights over the plausible readings when the file gives none)."""
+        raw = {
+            i.id: (0.0 if not i.plausible else (1.0 if i.prior_weight is None else i.prior_weight))
+            for i in self.interpretations
+        }
+        total = sum(raw.values())
+        if total <= 0:
+            raise ValueError(f"record {self.id!r}: every reading has prior weight 0")
+        return {k: v / total for k, v in raw.items()}
 
     def value_text(self) -> str:  # pragma: no cover - overridden
         raise NotImplementedError

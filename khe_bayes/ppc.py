@@ -14,9 +14,12 @@ into the ppc_reported table.
 Verdict rule (stated once, used everywhere; see :class:`VerdictRule`): for each reported number
 (the estimate, each CI endpoint) the two-sided posterior predictive p-value is
 ``ppp = 2 * min(P(T_rep < T_obs) + P(T_rep = T_obs)/2, P(T_rep > T_obs) + P(T_rep = T_obs)/2)``
-(mid-p for ties, which matter for counts). With a p-value bound we also take the share of
-replications whose p-value satisfies it. The smallest of these is the check's evidence:
->= 0.05 consistent, in [0.005, 0.05) tension, < 0.005 inconsistent.
+(mid-p for ties, which matter for counts). The smallest of these is the check's evidence:
+>= 0.05 consistent, in [0.005, 0.05) tension, < 0.005 inconsistent. With a p-value bound we
+also report the share of replications whose p-value satisfies it, under that name: it is a
+predictive probability of the printed event, not a p-value, named in ``p_bound`` (met often /
+rarely: < 5% / almost never: < 0.5%); the verdict is the worse of the ppp verdict and that rule
+(almost never: inconsistent; rarely: tension), see :meth:`VerdictRule.combined`.
 """
 
 from __future__ import annotations
@@ -49,11 +52,25 @@ class VerdictRule:
             return "tension"
         return "inconsistent"
 
+    def combined(self, smallest_ppp: float, share_p_bound_met: float) -> str:
+        """The worse of the ppp verdict and the p-bound rule: a printed p bound met in fewer than
+        ``inconsistent_below`` of replications is inconsistent, fewer than ``consistent_at``
+        tension (thresholds on a share of replications, not on a p-value)."""
+        order = ["consistent", "tension", "inconsistent"]
+        verdicts = [self.verdict(smallest_ppp)]
+        if np.isfinite(share_p_bound_met):
+            verdicts.append(self.verdict(share_p_bound_met))
+        known = [v for v in verdicts if v in order]
+        return max(known, key=order.index) if known else verdicts[0]
+
     def describe(self) -> str:
         return (
-            f"consistent if the smallest posterior predictive p-value (estimate, CI endpoints, "
-            f"share of replications meeting the p bound) is >= {self.consistent_at}; "
-            f"inconsistent if < {self.inconsistent_below}; tension in between"
+            f"consistent if the smallest two-sided posterior predictive p-value (estimate, CI "
+            f"endpoints) is >= {self.consistent_at}; inconsistent if < "
+            f"{self.inconsistent_below}; tension in between. A printed p bound is checked by the "
+            f"share of replications meeting it (a share, not a p-value): met in fewer than "
+            f"{self.inconsistent_below:.1%} of replications makes the verdict inconsistent, "
+            f"fewer than {self.consistent_at:.0%} tension"
         )
 
 
@@ -122,6 +139,17 @@ def reported_statistics(
     return out
 
 
+def p_bound_note(share: float, rule: VerdictRule = VerdictRule()) -> str:
+    """How often replications meet a printed p bound (a share, named as such)."""
+    if not np.isfinite(share):
+        return ""
+    if share >= rule.consistent_at:
+        return "met often"
+    if share >= rule.inconsistent_below:
+        return "met rarely (< 5% of replications)"
+    return "met almost never (< 0.5% of replications)"
+
+
 def ppp_two_sided(replicated: np.ndarray, observed: float, decimals: int | None = None) -> float:
     """Two-sided mid-p posterior predictive p-value of ``observed`` among ``replicated``.
 
@@ -181,13 +209,15 @@ def compare_reported(
             p = p[np.isfinite(p)]
             row["rep_p_median"] = float(np.median(p))
             row["share_p_bound_met"] = float(np.mean(rs.p_holds(p)))
-            evidence_values.append(row["share_p_bound_met"])
         else:
             row["rep_p_median"] = np.nan
             row["share_p_bound_met"] = np.nan
+        row["p_bound"] = p_bound_note(row["share_p_bound_met"], rule)
         smallest = min(evidence_values) if evidence_values else float("nan")
         row["evidence"] = smallest
-        row["verdict"] = rule.verdict(smallest) if len(reps) else "no replicator"
+        row["verdict"] = (
+            rule.combined(smallest, row["share_p_bound_met"]) if len(reps) else "no replicator"
+        )
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -16,7 +16,7 @@ import pandas as pd
 
 from khe_bayes.aggregate import AggregateProportionSpec
 from khe_bayes.aggregate_analysis import AggregateResult, run_aggregate
-from khe_bayes.audit import audit
+from khe_bayes.audit import audit, with_reading_weights
 from khe_bayes.datatree import save
 from khe_bayes.evidence import Evidence, load_evidence
 from khe_bayes.identification import RULE, variable_labels
@@ -41,6 +41,7 @@ from khe_bayes.resources import specs_dir
 from khe_bayes.sampling import SamplerSettings
 from khe_bayes.sensitivity import leave_one_center_out, prior_grid
 from khe_bayes.summary import diagnostics
+from khe_bayes.summary_data_fit import SummaryDataResult, run_summary_data
 from khe_bayes.sweep import SweepOptions
 from khe_bayes.tomlio import load_toml_model
 
@@ -70,6 +71,11 @@ class ReanalysisSettings:
     ppc_draws_per_dataset: int = 100
     min_draws_per_dataset: int = 2000
     sensitivity: bool = True
+    # the summary-data model (primary analysis of the reported comparisons; summary_data*.py)
+    summary_data: bool = True
+    # importance-sampling draws per summary-data reading (None: 5 x the NUTS draws of a fit,
+    # between 2000 and 20000)
+    summary_is_draws: int | None = None
     # Rubin's rules: add datasets (up to max_datasets) until the pooled mean's Monte Carlo SE is
     # < 10% of the posterior SD for every headline estimand (those not set by assumptions)
     max_datasets: int = 8
@@ -107,6 +113,7 @@ class ReanalysisResult:
     audit: pd.DataFrame
     inputs: dict[str, str] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
+    summary_data: SummaryDataResult | None = None
     assumptions: pd.DataFrame | None = None  # the reconstruction's generator parameters
     assumption_draws: pd.DataFrame | None = None  # their values per dataset
     dataset_growth: dict = field(default_factory=dict)
@@ -155,6 +162,17 @@ def _run_reanalysis(
     audit_table = audit(evidence)
     datasets, source = patient_data(settings, evidence, progress)  # bad IPD fails before sampling
     aggregate = run_aggregate(spec, evidence, settings.sampler, progress=progress)
+    summary_data = None
+    if settings.summary_data:
+        summary_data = run_summary_data(
+            evidence,
+            settings.sampler.model_copy(
+                update={"target_accept": max(settings.sampler.target_accept, 0.95)}
+            ),
+            is_draws=settings.summary_is_draws
+            or min(20_000, max(2000, 5 * settings.sampler.draws * settings.sampler.chains)),
+            progress=progress,
+        )
     fit_started = time.time()
     ipd = run_ipd_models(
         datasets, settings.ipd_sampler(), source, progress=progress, options=settings.sweep
@@ -201,8 +219,11 @@ def _run_reanalysis(
         ppc=ppc,
         replications=replications,
         diagnostics=diag,
-        audit=audit_table,
+        audit=audit_table
+        if summary_data is None
+        else with_reading_weights(audit_table, summary_data.weights),
         inputs=inputs,
+        summary_data=summary_data,
         dataset_growth=growth,
     )
     if source == "reconstruction":
@@ -303,6 +324,25 @@ def posterior_predictive_checks(
     )
     reported = reported_statistics(evidence, all_interpretations=True)
     table = compare_reported(reported, replications)
+    # what the check is: replications from a model of the published numbers (aggregate) are a
+    # model check; replications from models fitted to reconstructed pseudo-patients only test
+    # whether the reconstruction reproduces the readings it was built to reproduce
+    from_aggregate = set(from_counts["statistic"])
+    ipd_kind = (
+        "reconstruction-fidelity check"
+        if ipd.source == "reconstruction"
+        else "model check (IPD models, posterior predictive)"
+    )
+    table.insert(
+        0,
+        "check",
+        [
+            "model check (aggregate model, posterior predictive)"
+            if s in from_aggregate
+            else ipd_kind
+            for s in table["statistic"]
+        ],
+    )
     table["note"] = not_replicated_notes(table, replications)
     return table, replications
 
@@ -377,7 +417,7 @@ def write_results(
         frame.to_csv(stage / name, index=index, float_format="%.6g")
         written.append(name)
 
-    csv("summary.csv", aggregate.summary, index=True)
+    csv("summary.csv", headline_summary(result), index=False)
     csv("thresholds.csv", aggregate.thresholds)
     csv("zero_events.csv", aggregate.zero_events)
     csv("closed_form_check.csv", aggregate.closed_form)
@@ -386,6 +426,15 @@ def write_results(
     csv("diagnostics.csv", result.diagnostics)
     csv("evidence.csv", result.evidence.to_frame())
     csv("audit.csv", result.audit)
+    sd = result.summary_data
+    if sd is not None:
+        csv("summary_data_reading_weights.csv", sd.weights)
+        csv("summary_data_joint_readings.csv", sd.joint_weights)
+        csv("summary_data_by_reading.csv", sd.by_reading)
+        csv("summary_data_icc_sensitivity.csv", sd.icc_sensitivity)
+        csv("summary_data_icc_prior_posterior.csv", sd.icc_prior_posterior)
+        csv("summary_data_checks.csv", sd.checks)
+        csv("summary_data_diagnostics.csv", sd.diagnostics)
     for label, idata in aggregate.fits.items():
         name = f"{spec.name}__{label}.nc"
         save(idata, stage / name)
@@ -555,3 +604,17 @@ def aggregate_figures(aggregate: AggregateResult, fig_dir: Path) -> list[Figure]
             )
         )
     return figures
+
+
+def headline_summary(result: ReanalysisResult) -> pd.DataFrame:
+    """summary.csv: the summary-data model's reported comparisons first (reading-averaged
+    posterior, with the most probable reading and its posterior weight), then the aggregate
+    proportions (one row per prior set). ``model`` says which model a row comes from."""
+    agg = result.aggregate.summary.reset_index().assign(model=result.aggregate.spec.name)
+    if result.summary_data is None:
+        return agg
+    sd = result.summary_data.summary.rename(
+        columns={"eti_2.5%": "eti95_lb", "eti_97.5%": "eti95_ub"}
+    )
+    sd = sd.assign(model="summary_data", prior="summary_data_default")
+    return pd.concat([sd, agg], ignore_index=True)

@@ -114,6 +114,7 @@ def build_sections(
     return [
         summary_from_result(result),
         study,
+        *summary_data_sections(result),
         audit_section(result),
         methods,
         results,
@@ -146,7 +147,20 @@ def audit_section(result: ReanalysisResult) -> Section:
     )
     section.add(
         Table(
-            table[["statistic", "interpretation", "check", "status", "used_by_reconstruction"]],
+            table[
+                [
+                    c
+                    for c in [
+                        "statistic",
+                        "interpretation",
+                        "check",
+                        "status",
+                        "used_by_reconstruction",
+                        "posterior_weight",
+                    ]
+                    if c in table
+                ]
+            ],
             caption="All checks (audit.csv has the details). used_by_reconstruction marks the "
             "interpretation the pseudo-patient reconstruction reproduces.",
         )
@@ -167,20 +181,39 @@ PPC_COLUMNS = [
     "rep_estimate_q2.5",
     "rep_estimate_q97.5",
     "share_p_bound_met",
+    "p_bound",
     "test",
 ]
 
 
 def ppc_section(result: ReanalysisResult, figure: Figure) -> Section:
-    section = Section("Posterior-predictive checks against the reported statistics").add(
+    fidelity = result.ipd.source == "reconstruction"
+    title = (
+        "Posterior-predictive checks of the percentages; reconstruction-fidelity check of the "
+        "intervals"
+        if fidelity
+        else "Posterior-predictive checks against the reported statistics"
+    )
+    section = Section(title).add(
         Text(
             "For each reported statistic, replicated datasets are drawn from the posterior "
             "predictive distribution and the paper's procedure is re-run on each. Verdict rule: "
             + VerdictRule().describe()
             + ". Statistics that no fitted model replicates yet are listed as 'no replicator'."
+            + (
+                " The intervals and p-values here are replicated from the IPD models fitted to "
+                "pseudo-patients that were built to reproduce the default readings, so the rows "
+                "marked 'reconstruction-fidelity check' only say whether the reconstruction "
+                "reproduces those readings; they are not a check of any model against the "
+                "published numbers and cannot tell readings apart (the model checks of the "
+                "intervals are in 'Predictive checks of the summary-data model')."
+                if fidelity
+                else ""
+            )
         )
     )
-    columns = [c for c in PPC_COLUMNS if c in result.ppc]
+    cols = ["check", *PPC_COLUMNS] if "check" in result.ppc else PPC_COLUMNS
+    columns = [c for c in cols if c in result.ppc]
     section.add(Table(result.ppc[columns], caption="ppc_reported.csv (abridged)."))
     section.add(figure)
     return section
@@ -486,3 +519,167 @@ def sensitivity_section(result: ReanalysisResult) -> Section:
         )
     )
     return section
+
+
+HEADLINE_SD = [
+    "age_difference_months",
+    "decrease[6m]",
+    "decrease[12m]",
+    "mean_score[6m]",
+    "mean_score[12m]",
+    "kmp_minus_non_kmp",
+    "combination_minus_sirolimus",
+    "mean_shrinkage_kmp",
+    "mean_shrinkage[non_kmp]",
+]
+
+
+def summary_data_sections(result: ReanalysisResult) -> list[Section]:
+    """The primary analysis of the reported comparisons: the summary-data model (its headline
+    table, the readings' posterior weights, the design-effect sensitivity, its predictive
+    checks and diagnostics)."""
+    from khe_bayes.summary_data_checks import RULE
+
+    sd = result.summary_data
+    if sd is None:
+        return []
+    head = Section("Headline: the reported comparisons, from the published numbers")
+    head.add(
+        Text(
+            "Primary analysis. Each printed 95% CI and p bound enters a likelihood directly "
+            "(summary-data model, khe_bayes/summary_data.py): under a reading, the interval's "
+            "centre and width are the sample mean (or difference) and its standard error; the "
+            "unrounded ends are latent within their rounding cells (interval-censoring); a "
+            "printed p bound constrains the test statistic. Parameters are population means "
+            "and SDs. Clustering by center, which the paper's intervals ignore, enters as a "
+            f"design effect 1 + (m - 1) ICC with K = {sd.options.design.centers} centers of "
+            f"unequal size (effective cluster size n/K x {1 + sd.options.design.cv2:.2f}). "
+            "Each ambiguous statement's readings (evidence.toml, with prior weights) are a "
+            "latent discrete choice, marginalised exactly: a reading's posterior weight is "
+            "its prior weight times its marginal likelihood (importance sampling), "
+            "normalised. Priors: " + sd.priors.describe() + ". The table is the "
+            "reading-averaged posterior; 'most_probable_reading' and 'its_weight' name the "
+            "reading that carries most weight (summary.csv has every row; "
+            "summary_data_by_reading.csv gives each reading's own posterior)."
+        )
+    )
+    table = sd.summary[sd.summary["quantity"].isin(HEADLINE_SD)]
+    head.add(
+        Table(
+            table[
+                [
+                    "quantity",
+                    "description",
+                    "mean",
+                    "sd",
+                    "eti_2.5%",
+                    "eti_97.5%",
+                    "p_gt_0",
+                    "most_probable_reading",
+                    "its_weight",
+                ]
+            ],
+            caption="Reading-averaged posterior (mean, SD, 95% equal-tailed interval, "
+            "P(> 0)) of the reported comparisons.",
+        )
+    )
+    weights = Section("Readings of the ambiguous statements: posterior weights")
+    weights.add(
+        Text(
+            "Prior weight (evidence.toml) and posterior weight of each reading of the four "
+            "reported comparisons (age by KMP status; severity at 6 and 12 months; shrinkage "
+            "by KMP status; shrinkage by arm within KMP). A reading whose own test contradicts "
+            "its printed p bound has likelihood 0 (excluded, with the reason). The 'two group "
+            "means' readings take the printed pair as the two groups' means, in the order "
+            "given by the wording (evidence.toml: order_reason). Readings that share "
+            "parameters are weighed jointly (shrinkage: the KMP mean appears in both "
+            "statements), so their weights interact."
+        )
+    )
+    weights.add(
+        Table(
+            sd.weights[
+                ["statistic", "reading", "prior_weight", "posterior_weight", "mcse", "excluded"]
+            ],
+            caption="Each reading's posterior probability (mcse: Monte Carlo SE propagated from "
+            "the importance-sampling estimates of the marginal likelihoods).",
+            digits=4,
+        )
+    )
+    sens = Section("Design effect: sensitivity to the between-center ICC")
+    sens.add(
+        Text(
+            "The abstract does not inform the ICC of center: its posterior is its prior (table "
+            "below). How much the conclusions depend on it: the model refitted (importance "
+            "sampling) at fixed ICC values; the design effect shown is for all 52 patients."
+        )
+    )
+    sens.add(Table(sd.icc_prior_posterior, caption="ICC: prior vs posterior, by block."))
+    rows = sd.icc_sensitivity
+    est = rows[(rows["row"] == "estimand") & rows["quantity"].isin(HEADLINE_SD)]
+    sens.add(
+        Table(
+            est[
+                ["icc", "design_effect_n52", "quantity", "mean", "eti_2.5%", "eti_97.5%", "p_gt_0"]
+            ],
+            caption="Reading-averaged posterior of each comparison at fixed ICC.",
+        )
+    )
+    rw = rows[rows["row"] == "reading weight"]
+    wide = rw.pivot_table(index="quantity", columns="icc", values="mean").reset_index()
+    wide.columns = [str(c) if c == "quantity" else f"weight at ICC {c:g}" for c in wide.columns]
+    sens.add(Table(wide, caption="Reading weights at fixed ICC.", digits=4))
+    checks = Section("Predictive checks of the summary-data model")
+    checks.add(
+        Text(
+            "Replications of the printed numbers from the summary-data model's posterior "
+            "predictive distribution (summary_data_checks.py): sample means and SDs are "
+            "replicated, the paper's procedure under the reading is re-run, and the replicated "
+            "printed ends are compared with the printed ones. Verdict rule: two-sided mid-p "
+            "posterior predictive p-value of each printed end (replications rounded as "
+            f"printed); the smaller of the two is >= {RULE.consistent_at} consistent, "
+            f"< {RULE.inconsistent_below} inconsistent, tension in between. The share of "
+            "replications meeting the printed p bound is reported under that name (it is a "
+            "predictive probability of the printed event, not a p-value); below 5% it makes "
+            "the verdict tension, below 0.5% inconsistent. 'model-averaged' replicates from "
+            "every reading by its weight; "
+            "'given reading' conditions on one (a reading excluded by its own test is fitted "
+            "without the p bounds, so its check can show the contradiction)."
+        )
+    )
+    checks.add(
+        Table(
+            sd.checks[
+                [
+                    "statistic",
+                    "check",
+                    "reading",
+                    "posterior_weight",
+                    "reported_lower",
+                    "reported_upper",
+                    "reported_p",
+                    "ppp_lower",
+                    "ppp_upper",
+                    "share_p_bound_met",
+                    "p_bound",
+                    "verdict",
+                ]
+            ],
+            caption="summary_data_checks.csv (abridged; joint readings in the csv).",
+            digits=3,
+        )
+    )
+    diag = sd.diagnostics
+    bad = diag[(diag["r_hat_max"] > 1.01) | (diag["divergences"] > 0)]
+    checks.add(
+        Text(
+            "Diagnostics of the summary-data fits: "
+            + (
+                "all fits have R-hat <= 1.01 and no divergences."
+                if bad.empty
+                else f"**{len(bad)} fit(s) with R-hat > 1.01 or divergences; see the table.**"
+            )
+        )
+    )
+    checks.add(Table(diag, caption="summary_data_diagnostics.csv."))
+    return [head, weights, sens, checks]

@@ -40,7 +40,7 @@ def run_cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
         [sys.executable, "-m", "khe_bayes.cli", *args],
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=1500,  # the summary-data model adds ~14 compiled fits; slow on a loaded machine
         cwd=cwd,
     )
 
@@ -118,10 +118,49 @@ def test_summary_has_arviz_layout_and_descriptions(result_dir):
         "flag",
     ]:
         assert col in summary.columns
+    assert summary["model"].iloc[0] == "summary_data"  # the headline analysis comes first
+    summary = summary[summary["model"] == "aggregate_proportions"]
     assert set(summary["prior"]) == {"uniform_beta", "jeffreys_beta", "logit_normal"}
     labels = {q[len("rate[") : -1] for q in summary["quantity"]}
     assert labels == OUTCOMES
     assert summary["description"].str.len().min() > 10
+
+
+COMPARISONS = {
+    "age_difference_kmp",
+    "severity_6m",
+    "severity_12m",
+    "kmp_vs_non_kmp_response",
+    "combination_vs_alone_shrinkage",
+}
+
+
+def test_report_leads_with_the_summary_data_model_and_its_reading_weights(result_dir):
+    """Issue 14: the reading weights of the four comparisons, the design-effect sensitivity and
+    the summary-data model's predictive checks are in the default report."""
+    md = (result_dir / "report.md").read_text()
+    assert md.index("Headline: the reported comparisons") < md.index("Consistency audit")
+    for title in [
+        "Readings of the ambiguous statements: posterior weights",
+        "Design effect: sensitivity to the between-center ICC",
+        "Predictive checks of the summary-data model",
+    ]:
+        assert title in md
+    assert "reconstruction-fidelity check" in md
+    weights = pd.read_csv(result_dir / "summary_data_reading_weights.csv")
+    assert set(weights["statistic"]) == COMPARISONS
+    for statistic, group in weights.groupby("statistic"):
+        # the csv prints 6 significant digits
+        assert group["posterior_weight"].sum() == pytest.approx(1.0, abs=1e-5), statistic
+        assert statistic in md
+    by_reading = weights.set_index("reading")["posterior_weight"]
+    assert by_reading["shrinkage_difference"] == 0.0  # its own test contradicts p > 0.05
+    assert {"group_means_months", "group_means_shrinkage"} <= set(by_reading.index)
+    sens = pd.read_csv(result_dir / "summary_data_icc_sensitivity.csv")
+    assert sens["icc"].nunique() >= 3
+    checks = pd.read_csv(result_dir / "summary_data_checks.csv")
+    assert set(checks["statistic"]) == COMPARISONS
+    assert "model-averaged" in set(checks["check"])
 
 
 def test_posterior_file_carries_its_spec(result_dir):
