@@ -36,17 +36,17 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from khe_bayes.evidence import Evidence, load_evidence
-from khe_bayes.identification import SET
-from khe_bayes.ipd_analysis import IPD_MODELS, run_ipd_models
-from khe_bayes.reconstruct import (
+from khe_bayes.study.evidence import Evidence, load_evidence
+from khe_bayes.study.identification import SET
+from khe_bayes.study.ipd_analysis import IPD_MODELS, run_ipd_models
+from khe_bayes.study.reconstruct import (
     DEFAULT_CENTERS,
     INTERPRETATIONS,
     CenterSettings,
     reconstruct_datasets,
 )
-from khe_bayes.sampling import SamplerSettings
-from khe_bayes.statistics import recompute
+from khe_bayes.study.statistics import recompute
+from khe_bayes.toolkit.sampling import SamplerSettings
 
 MODELS = ("response", "severity_gaussian", "shrinkage_combination", "kmp_contrasts")
 GH_X, GH_W = np.polynomial.hermite_e.hermegauss(41)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from khe_bayes import interrupts
+from khe_bayes.toolkit import interrupts
 
 # The explicit list of command modules (no discovery by import path from files).
 COMMANDS = ["evidence", "reanalyze", "reconstruct", "audit", "fit", "sbc"]
@@ -96,13 +96,13 @@ def main(argv: list[str] | None = None) -> int:
         return _run(argv)
     finally:
         restore()
-        outputs = sys.modules.get("khe_bayes.outputs")
+        outputs = sys.modules.get("khe_bayes.toolkit.outputs")
         if outputs is not None:
             outputs.release_all()
 
 
 def _run(argv: list[str] | None) -> int:
-    from khe_bayes.errors import InputError, OutputError, describe_os_error
+    from khe_bayes.toolkit.errors import InputError, OutputError, describe_os_error
 
     try:
         args = build_parser().parse_args(argv)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from khe_bayes.budget import (
+from khe_bayes.toolkit.budget import (
     REANALYSIS_DEFAULT_S,
     WARN_AFTER_S,
     model_size,
@@ -16,7 +16,7 @@ from khe_bayes.budget import (
     warn_if_long,
     warn_if_long_reanalysis,
 )
-from khe_bayes.settings import MAX_CHAINS, SamplerSettings
+from khe_bayes.toolkit.settings import MAX_CHAINS, SamplerSettings
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -113,7 +113,7 @@ def test_quiet_prints_nothing_but_writes_the_result(tmp_path, capsys):
 
 def test_the_cli_copy_of_the_number_of_ranks_is_right():
     from khe_bayes.commands.sbc import N_RANKS
-    from khe_bayes.sbc import N_RANKS as USED
+    from khe_bayes.toolkit.sbc import N_RANKS as USED
 
     assert N_RANKS == USED
 

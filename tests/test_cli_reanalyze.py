@@ -164,7 +164,7 @@ def test_report_leads_with_the_summary_data_model_and_its_reading_weights(result
 
 
 def test_posterior_file_carries_its_spec(result_dir):
-    from khe_bayes.datatree import load
+    from khe_bayes.toolkit.datatree import load
 
     idata = load(result_dir / "aggregate_proportions__logit_normal.nc")
     spec = json.loads(idata.posterior.attrs["spec"])
@@ -174,7 +174,7 @@ def test_posterior_file_carries_its_spec(result_dir):
 
 
 def test_every_reported_statistic_is_checked(result_dir):
-    from khe_bayes.evidence import load_evidence
+    from khe_bayes.study.evidence import load_evidence
 
     ppc = pd.read_csv(result_dir / "ppc_reported.csv")
     evidence = load_evidence()
@@ -221,9 +221,9 @@ def test_existing_output_is_not_overwritten(result_dir):
 
 
 def test_user_ipd_runs_and_bad_ipd_writes_nothing(tmp_path):
-    from khe_bayes.evidence import load_evidence
-    from khe_bayes.ipd import write_ipd
-    from khe_bayes.reconstruct import reconstruct_datasets
+    from khe_bayes.study.evidence import load_evidence
+    from khe_bayes.study.ipd import write_ipd
+    from khe_bayes.study.reconstruct import reconstruct_datasets
 
     good = tmp_path / "ipd.csv"
     write_ipd(reconstruct_datasets(load_evidence(), 1, seed=4)[0], good)
@@ -310,9 +310,9 @@ def test_reanalyze_with_ipd_compares_the_severity_models_by_loo(tmp_path):
     model_comparison.csv and in the report. LOO is checked for consistency, not for a winner:
     elpd differences are relative to the best model (which has 0), weights sum to 1, and every
     patient has a Pareto k."""
-    from khe_bayes.evidence import load_evidence
-    from khe_bayes.ipd import write_ipd
-    from khe_bayes.reconstruct import reconstruct_datasets
+    from khe_bayes.study.evidence import load_evidence
+    from khe_bayes.study.ipd import write_ipd
+    from khe_bayes.study.reconstruct import reconstruct_datasets
 
     ipd_file = tmp_path / "ipd.csv"
     write_ipd(reconstruct_datasets(load_evidence(), 1, seed=12)[0], ipd_file)
@@ -333,8 +333,8 @@ def test_csvs_and_manifest_say_what_was_run(result_dir):
     """ipd_summary.csv has summary.csv's layout; the manifest gives each model's actual sampler
     settings (the IPD models adapt longer than requested); a predictive-check row without
     replications says why."""
-    from khe_bayes.reanalysis import TUNE_IPD
-    from khe_bayes.summary import DIAGNOSTIC_COLUMNS, STAT_COLUMNS
+    from khe_bayes.study.reanalysis import TUNE_IPD
+    from khe_bayes.toolkit.summary import DIAGNOSTIC_COLUMNS, STAT_COLUMNS
 
     layout = ["description", *STAT_COLUMNS, *DIAGNOSTIC_COLUMNS, "flag"]
     for name in ("summary.csv", "ipd_summary.csv"):

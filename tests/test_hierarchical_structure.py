@@ -7,17 +7,17 @@ import pymc as pm
 import pytest
 from scipy import integrate, special, stats
 
-from khe_bayes.evidence import load_evidence
-from khe_bayes.hierarchical import (
+from khe_bayes.study.evidence import load_evidence
+from khe_bayes.study.hierarchical import (
     build_contrast_model,
     build_response_model,
     build_severity_model,
     build_shrinkage_model,
 )
-from khe_bayes.hierarchical.common import center_index
-from khe_bayes.hierarchical.response import response_long
-from khe_bayes.hierarchical.severity import _random_intercept_draw, severity_long
-from khe_bayes.reconstruct import reconstruct_datasets
+from khe_bayes.study.hierarchical.common import center_index
+from khe_bayes.study.hierarchical.response import response_long
+from khe_bayes.study.hierarchical.severity import _random_intercept_draw, severity_long
+from khe_bayes.study.reconstruct import reconstruct_datasets
 
 IPD = reconstruct_datasets(load_evidence(), 1, seed=9)[0]
 CENTER, CENTERS = center_index(IPD)

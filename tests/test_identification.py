@@ -7,7 +7,7 @@ import pandas as pd
 import pymc as pm
 import pytest
 
-from khe_bayes.identification import (
+from khe_bayes.study.identification import (
     DETERMINED,
     DETERMINED_BY_DATA,
     PARTLY,

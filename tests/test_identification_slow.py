@@ -7,11 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from khe_bayes.evidence import load_evidence
-from khe_bayes.identification import SET, variable_labels
-from khe_bayes.ipd_analysis import IPD_MODELS, run_ipd_models
-from khe_bayes.reconstruct import reconstruct_datasets
-from khe_bayes.sampling import SamplerSettings
+from khe_bayes.study.evidence import load_evidence
+from khe_bayes.study.identification import SET, variable_labels
+from khe_bayes.study.ipd_analysis import IPD_MODELS, run_ipd_models
+from khe_bayes.study.reconstruct import reconstruct_datasets
+from khe_bayes.toolkit.sampling import SamplerSettings
 
 pytestmark = pytest.mark.slow
 SAMPLER = SamplerSettings(

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pytest
 
-from khe_bayes.ipd import MAX_BYTES
+from khe_bayes.study.ipd import MAX_BYTES
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO / "tests" / "corpus"
@@ -199,7 +199,8 @@ import json, os, signal, sys, traceback
 from khe_bayes.cli import build_parser, main
 build_parser()  # imports every command module once, before any fork
 # the commands import PyMC and the stages lazily (so --help is fast): import them here, once
-import khe_bayes.families, khe_bayes.reanalysis, khe_bayes.sampling, khe_bayes.spec_ppc
+import khe_bayes.families, khe_bayes.study.reanalysis
+import khe_bayes.toolkit.sampling, khe_bayes.toolkit.spec_ppc
 
 def _guard(*args, **kwargs):
     raise AssertionError("test guard: sampling started before the input was rejected")
@@ -522,7 +523,7 @@ def test_non_result_and_dot_are_refused_by_reanalyze_too(server, tmp_path):
 
 def test_the_corpus_ipd_source_itself_is_valid():
     """The corpus files are edits of this file, so each is wrong only where it was edited."""
-    from khe_bayes.ipd import load_ipd
+    from khe_bayes.study.ipd import load_ipd
 
     assert len(load_ipd(GOOD_IPD)) == 52
 

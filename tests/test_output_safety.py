@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from khe_bayes import outputs
 from khe_bayes.cli import main
-from khe_bayes.errors import OutputExistsError, OutputLockedError, OutputNotAllowedError
-from khe_bayes.outputs import check_can_write, release, staged_directory
+from khe_bayes.toolkit import outputs
+from khe_bayes.toolkit.errors import OutputExistsError, OutputLockedError, OutputNotAllowedError
+from khe_bayes.toolkit.outputs import check_can_write, release, staged_directory
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -120,7 +120,7 @@ def test_a_failed_final_rename_leaves_the_old_result_and_no_staging(tmp_path, mo
 
 def test_a_swallowed_interrupt_discards_the_staged_result(tmp_path):
     """A SIGINT that a library caught (so no exception reached us) still stops the write."""
-    from khe_bayes import interrupts
+    from khe_bayes.toolkit import interrupts
 
     restore = interrupts.install()
     try:
@@ -148,7 +148,7 @@ def test_result_directories_get_normal_permissions(tmp_path):
 
 HOLD = r"""
 import sys, time
-from khe_bayes.outputs import check_can_write
+from khe_bayes.toolkit.outputs import check_can_write
 check_can_write(sys.argv[1], overwrite=True)
 print("@@locked", flush=True)
 time.sleep(120)
@@ -252,12 +252,12 @@ def test_injected_read_only_and_full_disk_errors(tmp_path, monkeypatch):
         assert_refused(["reconstruct", "--out", str(tmp_path / "rec")], "read-only file system")
     assert list(tmp_path.iterdir()) == []
 
-    import khe_bayes.ipd
+    import khe_bayes.study.ipd
 
     def full(frame, path):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr(khe_bayes.ipd, "write_ipd", full)
+    monkeypatch.setattr(khe_bayes.study.ipd, "write_ipd", full)
     assert_refused(
         ["reconstruct", "--datasets", "1", "--out", str(tmp_path / "rec")],
         "no space left on the device",

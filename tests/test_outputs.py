@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from khe_bayes.errors import OutputExistsError
-from khe_bayes.outputs import staged_directory
+from khe_bayes.toolkit.errors import OutputExistsError
+from khe_bayes.toolkit.outputs import staged_directory
 
 
 def test_success_moves_everything_into_place(tmp_path):

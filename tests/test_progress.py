@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import time
 
-from khe_bayes.progress import Step, format_duration
-from khe_bayes.sweep import IN_PROCESS, Task, run_tasks
+from khe_bayes.toolkit.progress import Step, format_duration
+from khe_bayes.toolkit.sweep import IN_PROCESS, Task, run_tasks
 
 
 def _sleep(seconds: float) -> dict:

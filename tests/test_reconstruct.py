@@ -9,11 +9,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from khe_bayes.errors import InputError
-from khe_bayes.evidence import load_evidence
-from khe_bayes.freq import t_one_sample
-from khe_bayes.ipd import validate_ipd
-from khe_bayes.reconstruct import (
+from khe_bayes.study.evidence import load_evidence
+from khe_bayes.study.ipd import validate_ipd
+from khe_bayes.study.reconstruct import (
     DEFAULT_ASSUMPTIONS,
     Assumptions,
     CenterSettings,
@@ -25,6 +23,8 @@ from khe_bayes.reconstruct import (
     reconstruct_datasets,
     verify,
 )
+from khe_bayes.toolkit.errors import InputError
+from khe_bayes.toolkit.freq import t_one_sample
 
 EVIDENCE = load_evidence()
 DEFAULT = ReconstructionSettings()

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 
-from khe_bayes.report import Figure, Section, Table, Text, render_html, render_markdown
+from khe_bayes.toolkit.report import Figure, Section, Table, Text, render_html, render_markdown
 
 
 def test_markdown_and_html_carry_the_same_content(tmp_path):
@@ -134,7 +134,7 @@ def test_layout_check_reports_an_overflowing_table(tmp_path):
 
 
 def headline_frame(**extra) -> pd.DataFrame:
-    from khe_bayes.report_summary import HEADLINE_COLUMNS
+    from khe_bayes.study.report_summary import HEADLINE_COLUMNS
 
     row = dict(
         zip(
@@ -174,7 +174,7 @@ def safety_frame() -> pd.DataFrame:
 
 
 def test_first_screen_says_each_number_in_clinical_words(tmp_path):
-    from khe_bayes.report_summary import first_screen
+    from khe_bayes.study.report_summary import first_screen
 
     section = first_screen(
         headline_frame(),
@@ -195,7 +195,7 @@ def test_first_screen_says_each_number_in_clinical_words(tmp_path):
 
 def test_first_screen_shows_what_determines_each_number(tmp_path):
     """A number set by assumptions is labelled as such, never shown as a plain estimate."""
-    from khe_bayes.report_summary import first_screen
+    from khe_bayes.study.report_summary import first_screen
 
     headline = headline_frame(determined_by="set by assumptions")
     md = render_markdown("T", [first_screen(headline, safety_frame(), [], [])], tmp_path)
@@ -203,7 +203,7 @@ def test_first_screen_shows_what_determines_each_number(tmp_path):
 
 
 def test_first_screen_refuses_a_table_without_its_columns():
-    from khe_bayes.report_summary import first_screen
+    from khe_bayes.study.report_summary import first_screen
 
     with pytest.raises(ValueError, match="threshold_probability"):
         first_screen(headline_frame().drop(columns="threshold_probability"), safety_frame(), [], [])
@@ -231,7 +231,7 @@ def test_every_refit_has_a_diagnostics_row():
     """diagnostics.csv covers the sensitivity refits: each prior-grid cell, each all-centers
     reference fit and each leave-one-center-out fit (a center that could not be left out has
     a note and no fit, so no row)."""
-    from khe_bayes.reanalysis import refit_diagnostics
+    from khe_bayes.study.reanalysis import refit_diagnostics
 
     diag = {
         "chains": 2,

@@ -9,15 +9,15 @@ from types import SimpleNamespace
 
 import pandas as pd
 
-from khe_bayes.identification import DETERMINED, SET
-from khe_bayes.reconstruct import Assumptions, CenterSettings
-from khe_bayes.report import Figure, render_markdown
-from khe_bayes.report_sections import (
+from khe_bayes.study.identification import DETERMINED, SET
+from khe_bayes.study.reconstruct import Assumptions, CenterSettings
+from khe_bayes.study.report_sections import (
     _center_figure_set,
     assumptions_section,
     ipd_section,
     set_by_assumptions_section,
 )
+from khe_bayes.toolkit.report import Figure, render_markdown
 
 
 def _result(center_label: str):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from khe_bayes.pooling import datasets_needed, hdi, rubin_draws, rubin_pool, support_of
+from khe_bayes.toolkit.pooling import datasets_needed, hdi, rubin_draws, rubin_pool, support_of
 
 
 def test_formula_by_hand():

@@ -19,9 +19,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from khe_bayes.evidence import Interpretation, IntervalRecord, load_evidence
-from khe_bayes.sampling import SamplerSettings, fit
-from khe_bayes.summary_data import (
+from khe_bayes.study.evidence import Interpretation, IntervalRecord, load_evidence
+from khe_bayes.study.summary_data import (
     Block,
     CenterDesign,
     ModelOptions,
@@ -33,13 +32,14 @@ from khe_bayes.summary_data import (
     same_test_check,
     t_quantile_975,
 )
-from khe_bayes.summary_data_fit import (
+from khe_bayes.study.summary_data_fit import (
     fit_block,
     importance,
     posterior_weights,
     proposal_from_draws,
     statement_weights,
 )
+from khe_bayes.toolkit.sampling import SamplerSettings, fit
 
 EVIDENCE = load_evidence()
 SIZES = group_sizes(EVIDENCE)

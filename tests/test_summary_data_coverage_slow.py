@@ -21,9 +21,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from khe_bayes.evidence import IntervalRecord, load_evidence
-from khe_bayes.sampling import SamplerSettings, fit
-from khe_bayes.summary_data import (
+from khe_bayes.study.evidence import IntervalRecord, load_evidence
+from khe_bayes.study.summary_data import (
     Block,
     ModelOptions,
     Statement,
@@ -31,6 +30,7 @@ from khe_bayes.summary_data import (
     build_block_model,
     group_sizes,
 )
+from khe_bayes.toolkit.sampling import SamplerSettings, fit
 
 STUDIES = 120
 TRUE_MEANS = {"kmp": 14.0, "non_kmp": 41.0}

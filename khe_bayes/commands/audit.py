@@ -18,8 +18,8 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from khe_bayes.audit import audit, summarize_audit
-    from khe_bayes.evidence import load_evidence
+    from khe_bayes.study.audit import audit, summarize_audit
+    from khe_bayes.study.evidence import load_evidence
 
     table = audit(load_evidence(args.evidence))
     if args.csv:

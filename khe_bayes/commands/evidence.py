@@ -16,7 +16,7 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from khe_bayes.evidence import load_evidence
+    from khe_bayes.study.evidence import load_evidence
 
     evidence = load_evidence(args.file)
     frame = evidence.to_frame()

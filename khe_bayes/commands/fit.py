@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from khe_bayes.commands.reanalyze import EXIT_STRICT, add_sampler_arguments, progress_setting
-from khe_bayes.errors import InputError
-from khe_bayes.outputs import check_can_write, staged_directory, write_json
-from khe_bayes.settings import SamplerSettings, settings_error_message
+from khe_bayes.toolkit.errors import InputError
+from khe_bayes.toolkit.outputs import check_can_write, staged_directory, write_json
+from khe_bayes.toolkit.settings import SamplerSettings, settings_error_message
 
 if TYPE_CHECKING:  # imported in the functions that use them: --help stays fast
     import pymc as pm
@@ -106,7 +106,7 @@ def check_spec_against_model(
 ) -> None:
     """Every ``[[thresholds]]`` and ``[[reported]]`` entry must make sense for this model, so a
     misspelt quantity or test fails before sampling, not after."""
-    from khe_bayes.spec_ppc import TESTS, entry_scale
+    from khe_bayes.toolkit.spec_ppc import TESTS, entry_scale
 
     for i, t in enumerate(spec.thresholds):
         check_quantity(model, t.quantity, spec_path, f"thresholds[{i + 1}].quantity")
@@ -172,12 +172,12 @@ def run(args: argparse.Namespace) -> int:
     spec, family = load_spec(args.spec)
     settings = sampler_settings(spec, args)
     check_can_write(Path(args.out), args.overwrite)
-    from khe_bayes.budget import warn_if_long
-    from khe_bayes.datatree import save
-    from khe_bayes.manifest import build_manifest, sha256_file
-    from khe_bayes.sampling import fit
-    from khe_bayes.spec_ppc import check_reported
-    from khe_bayes.summary import diagnostics, summarize, threshold_probabilities
+    from khe_bayes.toolkit.budget import warn_if_long
+    from khe_bayes.toolkit.datatree import save
+    from khe_bayes.toolkit.manifest import build_manifest, sha256_file
+    from khe_bayes.toolkit.sampling import fit
+    from khe_bayes.toolkit.spec_ppc import check_reported
+    from khe_bayes.toolkit.summary import diagnostics, summarize, threshold_probabilities
 
     spec_dir = args.spec.resolve().parent
     data, model = load_and_build(spec, family, spec_dir, args.spec)

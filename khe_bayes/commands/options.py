@@ -8,7 +8,7 @@ import math
 import socket
 from urllib.parse import urlsplit
 
-from khe_bayes.errors import InputError
+from khe_bayes.toolkit.errors import InputError
 
 SCHEDULER_TIMEOUT_S = 5.0
 

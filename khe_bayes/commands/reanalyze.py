@@ -14,8 +14,8 @@ from khe_bayes.commands.reconstruct import (
     center_settings,
     print_assumptions,
 )
-from khe_bayes.errors import InputError
-from khe_bayes.settings import SamplerSettings, settings_error_message
+from khe_bayes.toolkit.errors import InputError
+from khe_bayes.toolkit.settings import SamplerSettings, settings_error_message
 
 EXIT_STRICT = 3
 
@@ -155,22 +155,22 @@ def run(args: argparse.Namespace) -> int:
     centers = center_settings(args)
     check_scheduler(args.scheduler)
     if args.ipd is not None:
-        from khe_bayes.ipd import load_ipd
+        from khe_bayes.study.ipd import load_ipd
 
         load_ipd(args.ipd)  # bad IPD: one error line, before any progress output or sampling
-    from khe_bayes.outputs import check_can_write, check_destination
+    from khe_bayes.toolkit.outputs import check_can_write, check_destination
 
     if args.store is not None:
         check_destination(Path(args.store).absolute() / "x", label=f"--store {args.store}")
     check_can_write(Path(args.out), args.overwrite)
-    from khe_bayes.reanalysis import (
+    from khe_bayes.study.reanalysis import (
         REPO_MODELS,
         ReanalysisSettings,
         run_reanalysis,
         stderr_progress,
     )
-    from khe_bayes.reconstruct import ReconstructionSettings
-    from khe_bayes.sweep import SweepOptions
+    from khe_bayes.study.reconstruct import ReconstructionSettings
+    from khe_bayes.toolkit.sweep import SweepOptions
 
     settings = ReanalysisSettings(
         sampler=sampler,
@@ -188,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
         ),
         max_datasets=max(args.max_datasets, args.datasets),
     )
-    from khe_bayes.budget import warn_if_long_reanalysis
+    from khe_bayes.toolkit.budget import warn_if_long_reanalysis
 
     warn_if_long_reanalysis(
         1 if args.ipd is not None else args.datasets, sampler, sensitivity=args.sensitivity

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from khe_bayes.commands.options import check_count, positive_float
-from khe_bayes.errors import InputError
+from khe_bayes.toolkit.errors import InputError
 
 MAX_CENTERS = 52  # every center gets at least one of the 52 patients
 
@@ -71,7 +71,7 @@ def add_assumption_arguments(p: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         help="TOML file overriding the reconstruction's assumptions (one table per parameter "
-        "with 'value' or 'prior'; see khe_bayes/reconstruct.py)",
+        "with 'value' or 'prior'; see khe_bayes/study/reconstruct.py)",
     )
     p.add_argument(
         "--assume",
@@ -91,7 +91,7 @@ def add_assumption_arguments(p: argparse.ArgumentParser) -> None:
 def assumption_settings(args: argparse.Namespace):
     """The reconstruction's Assumptions: defaults, then the TOML file, then each --assume
     (later wins)."""
-    from khe_bayes.reconstruct import Assumptions, load_assumptions, parse_assumption_value
+    from khe_bayes.study.reconstruct import Assumptions, load_assumptions, parse_assumption_value
 
     base = Assumptions()
     if args.assumptions is not None:
@@ -137,7 +137,7 @@ def center_settings(args: argparse.Namespace):
                 f"--center-shares: {len(shares)} shares for {args.centers} centers "
                 "(give one share per center)"
             )
-    from khe_bayes.reconstruct import CenterSettings
+    from khe_bayes.study.reconstruct import CenterSettings
 
     try:
         base = CenterSettings.with_count(args.centers, args.center_concentration)
@@ -151,15 +151,15 @@ def center_settings(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from khe_bayes.evidence import load_evidence
-    from khe_bayes.ipd import schema_table, write_ipd
-    from khe_bayes.outputs import check_can_write, staged_directory, write_json
-    from khe_bayes.reconstruct import (
+    from khe_bayes.study.evidence import load_evidence
+    from khe_bayes.study.ipd import schema_table, write_ipd
+    from khe_bayes.study.reconstruct import (
         ReconstructionSettings,
         assumption_draws,
         reconstruct_datasets,
         verify,
     )
+    from khe_bayes.toolkit.outputs import check_can_write, staged_directory, write_json
 
     if args.schema:
         with pd.option_context("display.max_colwidth", 120, "display.width", 200):

@@ -8,10 +8,10 @@ from pathlib import Path
 
 from khe_bayes.commands.options import check_count, check_scheduler, probability
 from khe_bayes.commands.reanalyze import EXIT_STRICT
-from khe_bayes.errors import InputError
-from khe_bayes.settings import SBC_SAMPLER, SamplerSettings, settings_error_message
+from khe_bayes.toolkit.errors import InputError
+from khe_bayes.toolkit.settings import SBC_SAMPLER, SamplerSettings, settings_error_message
 
-N_RANKS = 100  # as khe_bayes.sbc.N_RANKS (checked by a test): ranks 0..99
+N_RANKS = 100  # as khe_bayes.toolkit.sbc.N_RANKS (checked by a test): ranks 0..99
 
 
 def register(sub) -> None:
@@ -81,7 +81,7 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from khe_bayes.families import load_spec
-    from khe_bayes.outputs import check_can_write, check_destination
+    from khe_bayes.toolkit.outputs import check_can_write, check_destination
 
     out = Path(args.out)
     load_spec(args.spec)  # a bad spec fails here, before any work
@@ -107,10 +107,10 @@ def run(args: argparse.Namespace) -> int:
     if args.store is not None:
         check_destination(Path(args.store).absolute() / "x", label=f"--store {args.store}")
     check_can_write(out, args.overwrite)
-    from khe_bayes.plots import rank_histograms
-    from khe_bayes.reanalysis import stderr_progress
-    from khe_bayes.sbc import collect, sbc_tasks, uniformity
-    from khe_bayes.sweep import run_sweep
+    from khe_bayes.study.reanalysis import stderr_progress
+    from khe_bayes.toolkit.plots import rank_histograms
+    from khe_bayes.toolkit.sbc import collect, sbc_tasks, uniformity
+    from khe_bayes.toolkit.sweep import run_sweep
 
     store = args.store or out.parent / f"{out.name}.tasks"
     tasks = sbc_tasks(args.spec, args.replications, seed=args.seed, settings=settings)
@@ -120,8 +120,8 @@ def run(args: argparse.Namespace) -> int:
     )
     ranks, diags = collect(results)
     test = uniformity(ranks, n_ranks=N_RANKS, bins=args.bins, alpha=args.alpha)
-    from khe_bayes.manifest import sha256_file
-    from khe_bayes.outputs import staged_directory, write_json
+    from khe_bayes.toolkit.manifest import sha256_file
+    from khe_bayes.toolkit.outputs import staged_directory, write_json
 
     with staged_directory(out, overwrite=args.overwrite) as stage:
         ranks.to_csv(stage / "ranks.csv", index=False)

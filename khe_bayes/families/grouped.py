@@ -42,9 +42,9 @@ import pandas as pd
 import pymc as pm
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from khe_bayes.errors import InputError, check_input_path, control_character
 from khe_bayes.families.base import Family, SpecBase, SpecWarning
-from khe_bayes.priors import Prior, looks_like_precision_prior, precision_warning, prior
+from khe_bayes.toolkit.errors import InputError, check_input_path, control_character
+from khe_bayes.toolkit.priors import Prior, looks_like_precision_prior, precision_warning, prior
 
 
 class SpreadPriors(BaseModel):
