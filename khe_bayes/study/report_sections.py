@@ -477,9 +477,14 @@ def sensitivity_section(result: ReanalysisResult) -> Section:
         return section.add(Text("Skipped (--no-sensitivity)."))
     section.add(
         Text(
-            "Each headline effect refitted (first dataset) under sceptical, neutral and "
-            "enthusiastic priors for the effect crossed with a weak and a strong prior on the "
-            "between-center SD; then with each center left out in turn."
+            "Each headline effect refitted under sceptical, neutral and enthusiastic priors "
+            "for the effect crossed with a weak and a strong prior on the between-center SD; "
+            "then with each center left out in turn. These refits use one dataset (the first "
+            "reconstruction, or your IPD), not the pooled datasets of the headline tables, so "
+            "compare each row with its own reference on the same data: the neutral-prior row "
+            "of the grid, and full_mean (all centers, same dataset) for leave-one-center-out. "
+            "A difference between that reference and the pooled headline is the "
+            "reconstruction's spread between datasets, not a prior or center effect."
         )
     )
     cols = [
@@ -504,6 +509,7 @@ def sensitivity_section(result: ReanalysisResult) -> Section:
             "quantity",
             "left_out",
             "n_left_out",
+            "full_mean",
             "mean",
             "shift",
             "shift_in_full_sd",
@@ -514,8 +520,9 @@ def sensitivity_section(result: ReanalysisResult) -> Section:
     section.add(
         Table(
             loco[cols],
-            caption="Leave-one-center-out: posterior mean without each "
-            "center and its shift from the full-data mean (also in full-data SDs).",
+            caption="Leave-one-center-out: posterior mean without each center beside the "
+            "all-centers mean on the same dataset (full_mean), and the shift between them (also "
+            "in full-data SDs).",
         )
     )
     return section
