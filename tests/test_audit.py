@@ -78,7 +78,7 @@ def test_audit_detects_a_planted_grim_failure(tmp_path):
 
     from khe_bayes.toolkit.tomlio import read_toml
 
-    raw = read_toml(__import__("khe_bayes").__path__[0] + "/data/evidence.toml")
+    raw = read_toml(__import__("khe_bayes.study").study.__path__[0] + "/data/evidence.toml")
     for rec in raw["record"]:
         if rec["id"] == "severity_6m_ci":
             rec["lower"], rec["upper"] = 2.301, 2.302  # absurdly narrow: SD ~ 0.002

@@ -108,7 +108,7 @@ def _write_modified(tmp_path, mutate):
 
     import tomli_w
 
-    raw = read_toml(resources.files("khe_bayes") / "data" / "evidence.toml")
+    raw = read_toml(resources.files("khe_bayes.study") / "data" / "evidence.toml")
     mutate(raw)
     path = tmp_path / "evidence.toml"
     path.write_bytes(tomli_w.dumps(raw).encode())
