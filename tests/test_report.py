@@ -262,3 +262,35 @@ def test_every_refit_has_a_diagnostics_row():
     assert table["prior"].str.contains("without A").sum() == 1
     assert not table["prior"].str.contains("without B").any()
     assert table["ok"].all() and list(table.columns[:3]) == ["model", "prior", "dataset"]
+
+
+def test_first_screen_takes_the_reported_comparisons_from_the_summary_data_model():
+    """The comparison rows are the summary-data model's reading-averaged numbers, unchanged,
+    with the reading that carries most weight named as their basis."""
+    import pandas as pd
+
+    from khe_bayes.study.report_summary import HEADLINE_COLUMNS, headline_from_summary_data
+
+    summary = pd.DataFrame(
+        {
+            "quantity": ["age_difference_months", "decrease[6m]", "not_on_the_first_screen"],
+            "mean": [27.4, 3.48, 1.0],
+            "eti_2.5%": [9.68, 1.23, 0.0],
+            "eti_97.5%": [44.6, 7.39, 2.0],
+            "p_gt_0": [0.999, 1.0, 0.5],
+            "most_probable_reading": [
+                "age_difference_kmp=mean_difference_months_pooled_t",
+                "severity_6m=mean_score_at_visit; severity_12m=mean_change_from_baseline",
+                "x=y",
+            ],
+            "its_weight": [0.416, 0.259, 1.0],
+        }
+    )
+    rows = headline_from_summary_data(summary).set_index("quantity")
+    assert set(HEADLINE_COLUMNS) - {"quantity"} <= set(rows.columns)
+    assert list(rows.index) == ["age_difference_months", "decrease[6m]"]
+    age = rows.loc["age_difference_months"]
+    assert (age["estimate"], age["lower"], age["upper"]) == (27.4, 9.68, 44.6)
+    assert age["threshold_probability"] == 0.999 and age["unit"] == "months"
+    assert "mean difference months pooled t, 42%" in age["basis"]
+    assert "mean score at visit, 26%" in rows.loc["decrease[6m]", "basis"]
