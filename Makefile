@@ -8,7 +8,9 @@ OUT    ?= results/reanalysis
 ARGS   ?=
 PYTEST_ARGS ?=
 
-.PHONY: reanalyze test test-slow lint format bench clean-venv
+NB_STAMP := $(VENV)/.khe-notebooks
+
+.PHONY: reanalyze test test-slow lint format bench clean-venv notebooks
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -n "$(PYTHON)" || exit 2
@@ -19,6 +21,16 @@ $(STAMP): requirements.lock pyproject.toml
 
 reanalyze: $(STAMP)
 	$(BIN)/khe-bayes reanalyze --out $(OUT) $(ARGS)
+
+# JupyterLab from the optional extra `notebooks`, installed into .venv on first use; the lock
+# constrains every package it shares with khe-bayes, so the analysis environment is unchanged.
+$(NB_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock \
+		--no-build-isolation -e '.[notebooks]'
+	@touch $(NB_STAMP)
+
+notebooks: $(NB_STAMP)
+	$(BIN)/jupyter lab notebooks/ $(ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)

@@ -12,8 +12,8 @@ Three ways, in the same run, same data, same draws/tune/chains/target_accept:
 - naive PyMC NUTS: the same loop with ``pm.sample(nuts_sampler="pymc")``, PyMC's own NUTS
   (C-compiled, cached on disk after the first dataset), chains in parallel processes;
 - compile once (khe-bayes): one nutpie compilation, then every dataset only swaps its data in
-  (``khe_bayes.compiled.SamplerCache``); no pointwise log-likelihood, which the loops above do
-  not compute either.
+  (``khe_bayes.toolkit.compiled.SamplerCache``); no pointwise log-likelihood, which the loops
+  above do not compute either.
 
 Reconstruction time is excluded from all three. Prints the wall times, the ratios naive /
 compile-once, and, as a check that the fast path fits the same posteriors, the largest
@@ -34,11 +34,11 @@ import numpy as np
 import pymc as pm
 import xarray as xr
 
-from khe_bayes.compiled import SamplerCache
-from khe_bayes.evidence import load_evidence
-from khe_bayes.hierarchical import build_response_model
-from khe_bayes.reconstruct import reconstruct_datasets
-from khe_bayes.sampling import SamplerSettings
+from khe_bayes.study.evidence import load_evidence
+from khe_bayes.study.hierarchical import build_response_model
+from khe_bayes.study.reconstruct import reconstruct_datasets
+from khe_bayes.toolkit.compiled import SamplerCache
+from khe_bayes.toolkit.sampling import SamplerSettings
 
 
 def _rate(idata: xr.DataTree) -> tuple[float, float]:

@@ -34,8 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-from khe_bayes.sbc import collect, sbc_tasks
-from khe_bayes.sweep import Task, run_sweep
+from khe_bayes.toolkit.sbc import collect, sbc_tasks
+from khe_bayes.toolkit.sweep import Task, run_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -35,10 +35,10 @@ def main() -> None:
     from pymc.sampling.jax import get_jaxified_graph
     from pytensor.graph.replace import graph_replace
 
-    from khe_bayes.compiled import model_data
-    from khe_bayes.evidence import load_evidence
-    from khe_bayes.hierarchical import build_response_model
-    from khe_bayes.reconstruct import reconstruct_datasets
+    from khe_bayes.study.evidence import load_evidence
+    from khe_bayes.study.hierarchical import build_response_model
+    from khe_bayes.study.reconstruct import reconstruct_datasets
+    from khe_bayes.toolkit.compiled import model_data
 
     p = argparse.ArgumentParser()
     p.add_argument("--datasets", type=int, default=100)

@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 from khe_bayes.cli import main
-from khe_bayes.evidence import load_evidence
-from khe_bayes.reconstruct import integer_score_multisets, reconstruct_datasets
+from khe_bayes.study.evidence import load_evidence
+from khe_bayes.study.reconstruct import integer_score_multisets, reconstruct_datasets
 
 
 def main_bench() -> None:

@@ -26,11 +26,11 @@ _API = {
     "spec_of": "khe_bayes.api",
     "reanalyze": "khe_bayes.api",
     "bundled_specs": "khe_bayes.resources",
-    "load_evidence": "khe_bayes.evidence",
-    "SamplerSettings": "khe_bayes.sampling",
-    "fit": "khe_bayes.sampling",
-    "load_result": "khe_bayes.datatree",
-    "save_result": "khe_bayes.datatree",
+    "load_evidence": "khe_bayes.study.evidence",
+    "SamplerSettings": "khe_bayes.toolkit.sampling",
+    "fit": "khe_bayes.toolkit.sampling",
+    "load_result": "khe_bayes.toolkit.datatree",
+    "save_result": "khe_bayes.toolkit.datatree",
 }
 __all__ = sorted(_API)
 

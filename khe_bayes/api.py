@@ -26,8 +26,8 @@ import xarray as xr
 from khe_bayes.families import FAMILIES, Family
 from khe_bayes.families import load_spec as _load_spec_file
 from khe_bayes.resources import spec_path
-from khe_bayes.sampling import SamplerSettings, fit
-from khe_bayes.summary import summarize as _summarize
+from khe_bayes.toolkit.sampling import SamplerSettings, fit
+from khe_bayes.toolkit.summary import summarize as _summarize
 
 
 def load_spec(spec: str | Path) -> tuple[Any, Family]:
@@ -93,15 +93,15 @@ def rebuild_model(result: xr.DataTree, spec_folder: str | Path | None = None) ->
 
 def reanalyze(out: str | Path | None = None, *, overwrite: bool = False, **settings: Any):
     """Run the full reanalysis of the published study and return its result object
-    (:class:`khe_bayes.reanalysis.ReanalysisResult`: the evidence, audit, aggregate and
+    (:class:`khe_bayes.study.reanalysis.ReanalysisResult`: the evidence, audit, aggregate and
     patient-level fits, checks and tables). With ``out`` the result directory (report, CSVs,
     netCDF files, manifest) is written atomically, as ``khe-bayes reanalyze --out`` does.
 
-    ``settings`` are :class:`khe_bayes.reanalysis.ReanalysisSettings` fields (``datasets``,
+    ``settings`` are :class:`khe_bayes.study.reanalysis.ReanalysisSettings` fields (``datasets``,
     ``ipd_file``, ``sensitivity``, ...) plus sampler fields (``draws``, ``chains``, ``seed``,
     ...).
     """
-    from khe_bayes.reanalysis import ReanalysisSettings, run_reanalysis
+    from khe_bayes.study.reanalysis import ReanalysisSettings, run_reanalysis
 
     sampler_fields = set(SamplerSettings.model_fields)
     sampler = SamplerSettings(**{k: v for k, v in settings.items() if k in sampler_fields})

@@ -38,7 +38,7 @@ def run_cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
         [sys.executable, "-m", "khe_bayes.cli", *args],
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=1500,  # the summary-data model adds ~14 compiled fits; slow on a loaded machine
         cwd=cwd,
     )
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import special, stats
 
-from khe_bayes.aggregate import (
+from khe_bayes.study.aggregate import (
     DEFAULT_RATE_PRIOR,
     OutcomeSpec,
     ProportionPriors,
@@ -18,10 +18,10 @@ from khe_bayes.aggregate import (
     outcome_data,
     rule_of_three_upper,
 )
-from khe_bayes.evidence import load_evidence
-from khe_bayes.priors import prior
-from khe_bayes.sampling import SamplerSettings, fit
-from khe_bayes.summary import select_draws
+from khe_bayes.study.evidence import load_evidence
+from khe_bayes.toolkit.priors import prior
+from khe_bayes.toolkit.sampling import SamplerSettings, fit
+from khe_bayes.toolkit.summary import select_draws
 
 EVIDENCE = load_evidence()
 LOGIT_NORMAL = ProportionPriors(label="logit_normal", logit_rate=prior("Normal", mu=0, sigma=1.5))

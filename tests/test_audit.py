@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from khe_bayes.audit import audit
-from khe_bayes.evidence import load_evidence
+from khe_bayes.study.audit import audit
+from khe_bayes.study.evidence import load_evidence
 
 
 @pytest.fixture(scope="module")
@@ -76,15 +76,15 @@ def test_audit_detects_a_planted_grim_failure(tmp_path):
     """Mutation check: a severity CI no integer multiset can produce must be flagged."""
     import tomli_w
 
-    from khe_bayes.tomlio import read_toml
+    from khe_bayes.toolkit.tomlio import read_toml
 
-    raw = read_toml(__import__("khe_bayes").__path__[0] + "/data/evidence.toml")
+    raw = read_toml(__import__("khe_bayes.study").study.__path__[0] + "/data/evidence.toml")
     for rec in raw["record"]:
         if rec["id"] == "severity_6m_ci":
             rec["lower"], rec["upper"] = 2.301, 2.302  # absurdly narrow: SD ~ 0.002
     path = tmp_path / "ev.toml"
     path.write_bytes(tomli_w.dumps(raw).encode())
-    from khe_bayes.audit import _interval_rows
+    from khe_bayes.study.audit import _interval_rows
 
     ev = load_evidence(path)
     ci = ev["severity_6m_ci"]

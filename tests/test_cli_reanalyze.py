@@ -50,6 +50,27 @@ def test_writes_every_output(result_dir):
     assert len(manifest["inputs_sha256"]["evidence"]) == 64
 
 
+def test_assumptions_and_identification_are_reported(result_dir):
+    """Issue 15: the assumptions table and the identification labels are in the default report,
+    the CSVs and the manifest; the response model's center_sd is set by assumptions."""
+    report = (result_dir / "report.md").read_text()
+    assert "## Assumptions of the reconstruction" in report
+    assert "center_heterogeneity" in report and "Identification rule" in report
+    assert "## Estimands set by assumptions" in report
+    ident = pd.read_csv(result_dir / "identification.csv")
+    row = ident[(ident["model"] == "response") & (ident["quantity"] == "center_sd")]
+    assert row["label"].iloc[0] == "set by assumptions"
+    assert set(pd.read_csv(result_dir / "assumptions.csv")["assumption"]) >= {
+        "baseline_mean_non_kmp",
+        "nonresponse_kmp_log_odds",
+        "center_heterogeneity",
+        "center_sizes",
+    }
+    manifest = json.loads((result_dir / "manifest.json").read_text())
+    assert "center_heterogeneity" in manifest["settings"]["assumptions"]
+    assert manifest["settings"]["identification"]["response/center_sd"] == "set by assumptions"
+
+
 def test_summary_has_arviz_layout_and_descriptions(result_dir):
     summary = pd.read_csv(result_dir / "summary.csv")
     for col in [
@@ -70,14 +91,53 @@ def test_summary_has_arviz_layout_and_descriptions(result_dir):
         "flag",
     ]:
         assert col in summary.columns
+    assert summary["model"].iloc[0] == "summary_data"  # the headline analysis comes first
+    summary = summary[summary["model"] == "aggregate_proportions"]
     assert set(summary["prior"]) == {"uniform_beta", "jeffreys_beta", "logit_normal"}
     labels = {q[len("rate[") : -1] for q in summary["quantity"]}
     assert labels == OUTCOMES
     assert summary["description"].str.len().min() > 10
 
 
+COMPARISONS = {
+    "age_difference_kmp",
+    "severity_6m",
+    "severity_12m",
+    "kmp_vs_non_kmp_response",
+    "combination_vs_alone_shrinkage",
+}
+
+
+def test_report_leads_with_the_summary_data_model_and_its_reading_weights(result_dir):
+    """Issue 14: the reading weights of the four comparisons, the design-effect sensitivity and
+    the summary-data model's predictive checks are in the default report."""
+    md = (result_dir / "report.md").read_text()
+    assert md.index("Headline: the reported comparisons") < md.index("Consistency audit")
+    for title in [
+        "Readings of the ambiguous statements: posterior weights",
+        "Design effect: sensitivity to the between-center ICC",
+        "Predictive checks of the summary-data model",
+    ]:
+        assert title in md
+    assert "reconstruction-fidelity check" in md
+    weights = pd.read_csv(result_dir / "summary_data_reading_weights.csv")
+    assert set(weights["statistic"]) == COMPARISONS
+    for statistic, group in weights.groupby("statistic"):
+        # the csv prints 6 significant digits
+        assert group["posterior_weight"].sum() == pytest.approx(1.0, abs=1e-5), statistic
+        assert statistic in md
+    by_reading = weights.set_index("reading")["posterior_weight"]
+    assert by_reading["shrinkage_difference"] == 0.0  # its own test contradicts p > 0.05
+    assert {"group_means_months", "group_means_shrinkage"} <= set(by_reading.index)
+    sens = pd.read_csv(result_dir / "summary_data_icc_sensitivity.csv")
+    assert sens["icc"].nunique() >= 3
+    checks = pd.read_csv(result_dir / "summary_data_checks.csv")
+    assert set(checks["statistic"]) == COMPARISONS
+    assert "model-averaged" in set(checks["check"])
+
+
 def test_posterior_file_carries_its_spec(result_dir):
-    from khe_bayes.datatree import load
+    from khe_bayes.toolkit.datatree import load
 
     idata = load(result_dir / "aggregate_proportions__logit_normal.nc")
     spec = json.loads(idata.posterior.attrs["spec"])
@@ -87,7 +147,7 @@ def test_posterior_file_carries_its_spec(result_dir):
 
 
 def test_every_reported_statistic_is_checked(result_dir):
-    from khe_bayes.evidence import load_evidence
+    from khe_bayes.study.evidence import load_evidence
 
     ppc = pd.read_csv(result_dir / "ppc_reported.csv")
     evidence = load_evidence()
@@ -134,9 +194,9 @@ def test_existing_output_is_not_overwritten(result_dir):
 
 
 def test_user_ipd_runs_and_bad_ipd_writes_nothing(tmp_path):
-    from khe_bayes.evidence import load_evidence
-    from khe_bayes.ipd import write_ipd
-    from khe_bayes.reconstruct import reconstruct_datasets
+    from khe_bayes.study.evidence import load_evidence
+    from khe_bayes.study.ipd import write_ipd
+    from khe_bayes.study.reconstruct import reconstruct_datasets
 
     good = tmp_path / "ipd.csv"
     write_ipd(reconstruct_datasets(load_evidence(), 1, seed=4)[0], good)
@@ -213,6 +273,8 @@ def test_html_report_renders_in_headless_chromium_with_every_figure(result_dir, 
     assert int(total.group(1)) == n_figures >= 3
     assert int(loaded.group(1)) == n_figures
     assert "Posterior summaries" in dom
+    # no table or figure runs past the text column (at headless Chromium's default window)
+    assert 'data-overflow="none"' in dom, re.search(r"data-overflow=\"[^\"]*\"", dom)
 
 
 def test_reanalyze_with_ipd_compares_the_severity_models_by_loo(tmp_path):
@@ -221,9 +283,9 @@ def test_reanalyze_with_ipd_compares_the_severity_models_by_loo(tmp_path):
     model_comparison.csv and in the report. LOO is checked for consistency, not for a winner:
     elpd differences are relative to the best model (which has 0), weights sum to 1, and every
     patient has a Pareto k."""
-    from khe_bayes.evidence import load_evidence
-    from khe_bayes.ipd import write_ipd
-    from khe_bayes.reconstruct import reconstruct_datasets
+    from khe_bayes.study.evidence import load_evidence
+    from khe_bayes.study.ipd import write_ipd
+    from khe_bayes.study.reconstruct import reconstruct_datasets
 
     ipd_file = tmp_path / "ipd.csv"
     write_ipd(reconstruct_datasets(load_evidence(), 1, seed=12)[0], ipd_file)
@@ -232,9 +294,30 @@ def test_reanalyze_with_ipd_compares_the_severity_models_by_loo(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     loo = pd.read_csv(out / "model_comparison.csv").set_index("model")
     assert set(loo.index) == {"severity_ordinal", "severity_gaussian"}
-    assert loo["elpd_diff"].max() == 0.0 and (loo["elpd_diff"] <= 0).all()  # 0 for the best
+    assert loo["elpd_diff"].max() == 0.0 and (loo["elpd_diff"] <= 0).all()  # 0 = the best
     assert loo["weight"].sum() == pytest.approx(1.0, abs=1e-6)
     assert (loo["n_patients"] == 52).all() and loo["pareto_k_max"].notna().all()
     assert "PSIS-LOO" in (out / "report.md").read_text()
     manifest = json.loads((out / "manifest.json").read_text())
     assert "model_comparison.csv" in manifest["outputs"]
+
+
+def test_csvs_and_manifest_say_what_was_run(result_dir):
+    """ipd_summary.csv has summary.csv's layout; the manifest gives each model's actual sampler
+    settings (the IPD models adapt longer than requested); a predictive-check row without
+    replications says why."""
+    from khe_bayes.study.reanalysis import TUNE_IPD
+    from khe_bayes.toolkit.summary import DIAGNOSTIC_COLUMNS, STAT_COLUMNS
+
+    layout = ["description", *STAT_COLUMNS, *DIAGNOSTIC_COLUMNS, "flag"]
+    for name in ("summary.csv", "ipd_summary.csv"):
+        columns = list(pd.read_csv(result_dir / name).columns)
+        assert [c for c in columns if c in layout] == layout, name
+    models = json.loads((result_dir / "manifest.json").read_text())["settings"]["models"]
+    assert models["aggregate_proportions (uniform_beta)"]["tune"] == 200
+    assert models["response"]["tune"] == TUNE_IPD and models["response"]["chains"] == 2
+    report = (result_dir / "report.md").read_text()
+    assert f"| response | 2 | 200 | {TUNE_IPD} |" in report
+    ppc = pd.read_csv(result_dir / "ppc_reported.csv", keep_default_na=False)
+    empty = ppc[ppc["n_replications"] == 0]
+    assert len(empty) and empty["note"].str.startswith("not replicated").all()

@@ -17,15 +17,15 @@ import pandas as pd
 import pymc as pm
 import pytest
 
-from khe_bayes.compiled import SamplerCache, model_data, structure_key
-from khe_bayes.evidence import load_evidence
-from khe_bayes.hierarchical import (
+from khe_bayes.study.evidence import load_evidence
+from khe_bayes.study.hierarchical import (
     build_contrast_model,
     build_response_model,
     build_severity_model,
     build_shrinkage_model,
 )
-from khe_bayes.sampling import SamplerSettings, fit
+from khe_bayes.toolkit.compiled import SamplerCache, model_data, structure_key
+from khe_bayes.toolkit.sampling import SamplerSettings, fit
 
 BUILDERS = {
     "response": build_response_model,
@@ -38,7 +38,7 @@ BUILDERS = {
 
 @pytest.fixture(scope="module")
 def datasets():
-    from khe_bayes.reconstruct import reconstruct_datasets
+    from khe_bayes.study.reconstruct import reconstruct_datasets
 
     a, b = reconstruct_datasets(load_evidence(), 2, seed=11)
     b = b.copy()
@@ -93,9 +93,9 @@ def test_structure_key_separates_different_priors(datasets):
     """A cached sampler must not serve a model with other priors on data of the same shape (the
     priors are constants of the compiled graph, not data); the same priors on other data share
     one key (checked for every builder above)."""
-    from khe_bayes.hierarchical.response import ResponsePriors
-    from khe_bayes.hierarchical.severity import SeverityPriors
-    from khe_bayes.priors import prior
+    from khe_bayes.study.hierarchical.response import ResponsePriors
+    from khe_bayes.study.hierarchical.severity import SeverityPriors
+    from khe_bayes.toolkit.priors import prior
 
     a, _ = datasets
     default = structure_key(build_response_model(a))
@@ -142,7 +142,7 @@ def test_raw_trace_conversion_matches_nutpies_own(datasets):
     same seed, so both runs draw the same values."""
     import nutpie
 
-    from khe_bayes.compiled import raw_trace_to_inference_data
+    from khe_bayes.toolkit.compiled import raw_trace_to_inference_data
 
     model = build_response_model(datasets[0])
     compiled = nutpie.compile_pymc_model(model)
@@ -150,8 +150,9 @@ def test_raw_trace_conversion_matches_nutpies_own(datasets):
     reference = nutpie.sample(compiled, **kwargs)
     draws, stats = nutpie.sample(compiled, return_raw_trace=True, **kwargs).get_arrow_trace()
     coords = {name: pd.Index(values) for name, values in compiled.coords.items()}
-    lean = raw_trace_to_inference_data(draws, stats, coords, drop={"center_sd_log__"})
-    assert set(lean.posterior.data_vars) == set(reference.posterior.data_vars) - {"center_sd_log__"}
+    transformed = {"center_sd_log__", "patient_sd_log__"}
+    lean = raw_trace_to_inference_data(draws, stats, coords, drop=transformed)
+    assert set(lean.posterior.data_vars) == set(reference.posterior.data_vars) - transformed
     for name, values in lean.posterior.data_vars.items():
         want = reference.posterior[name]
         assert values.dims == want.dims
@@ -167,11 +168,11 @@ def test_raw_trace_conversion_matches_nutpies_own(datasets):
 _DRAWS_DIGEST = """
 import hashlib, warnings
 warnings.filterwarnings("ignore")
-from khe_bayes.compiled import CompiledSampler
-from khe_bayes.evidence import load_evidence
-from khe_bayes.hierarchical import build_severity_model
-from khe_bayes.reconstruct import reconstruct_datasets
-from khe_bayes.sampling import SamplerSettings
+from khe_bayes.toolkit.compiled import CompiledSampler
+from khe_bayes.study.evidence import load_evidence
+from khe_bayes.study.hierarchical import build_severity_model
+from khe_bayes.study.reconstruct import reconstruct_datasets
+from khe_bayes.toolkit.sampling import SamplerSettings
 model = build_severity_model(reconstruct_datasets(load_evidence(), 1, seed=5)[0], kind="ordinal")
 settings = SamplerSettings(draws=100, tune=100, chains=1, seed=3, backend="nutpie")
 posterior = CompiledSampler(model).sample(model, settings).posterior
@@ -215,14 +216,14 @@ def test_graph_digest_is_the_same_in_another_process(datasets):
     import subprocess
     import sys
 
-    from khe_bayes.compiled import graph_digest
+    from khe_bayes.toolkit.compiled import graph_digest
 
     script = (
         "from functools import partial\n"
-        "from khe_bayes.compiled import graph_digest\n"
-        "from khe_bayes.evidence import load_evidence\n"
-        "from khe_bayes.hierarchical import *\n"
-        "from khe_bayes.reconstruct import reconstruct_datasets\n"
+        "from khe_bayes.toolkit.compiled import graph_digest\n"
+        "from khe_bayes.study.evidence import load_evidence\n"
+        "from khe_bayes.study.hierarchical import *\n"
+        "from khe_bayes.study.reconstruct import reconstruct_datasets\n"
         "builders = [build_response_model, partial(build_severity_model, kind='ordinal'),\n"
         "    partial(build_severity_model, kind='gaussian'), build_shrinkage_model,\n"
         "    build_contrast_model]\n"
@@ -242,7 +243,7 @@ def test_compiling_leaves_the_model_and_its_structure_key_unchanged():
     are no longer part of the key."""
     import pymc as pm
 
-    from khe_bayes.compiled import CompiledSampler, structure_key
+    from khe_bayes.toolkit.compiled import CompiledSampler, structure_key
 
     with pm.Model(coords={"g": ["a", "b"]}) as model:
         x = pm.Normal("x", dims="g")

@@ -7,12 +7,12 @@ import json
 
 import pytest
 
-from khe_bayes import hierarchical
-from khe_bayes.evidence import load_evidence
 from khe_bayes.families import load_spec
-from khe_bayes.reconstruct import reconstruct_datasets
 from khe_bayes.resources import specs_dir
-from khe_bayes.sampling import SamplerSettings, fit
+from khe_bayes.study import hierarchical
+from khe_bayes.study.evidence import load_evidence
+from khe_bayes.study.reconstruct import reconstruct_datasets
+from khe_bayes.toolkit.sampling import SamplerSettings, fit
 
 IPD = reconstruct_datasets(load_evidence(), 1, seed=3)[0]
 BUILDERS = {

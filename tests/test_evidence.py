@@ -6,15 +6,15 @@ import re
 
 import pytest
 
-from khe_bayes.errors import InputError
-from khe_bayes.evidence import (
+from khe_bayes.study.evidence import (
     IntervalRecord,
     PercentageRecord,
     consistent_counts,
     load_evidence,
     rounding_interval,
 )
-from khe_bayes.tomlio import read_toml
+from khe_bayes.toolkit.errors import InputError
+from khe_bayes.toolkit.tomlio import read_toml
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +108,7 @@ def _write_modified(tmp_path, mutate):
 
     import tomli_w
 
-    raw = read_toml(resources.files("khe_bayes") / "data" / "evidence.toml")
+    raw = read_toml(resources.files("khe_bayes.study") / "data" / "evidence.toml")
     mutate(raw)
     path = tmp_path / "evidence.toml"
     path.write_bytes(tomli_w.dumps(raw).encode())

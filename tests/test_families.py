@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 from scipy import special, stats
 
-from khe_bayes.errors import InputError
 from khe_bayes.families import FAMILIES, load_spec, register_family
+from khe_bayes.toolkit.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = REPO / "models"
@@ -153,7 +153,7 @@ def test_binomial_data_errors(tmp_path):
 
 def test_fit_cli_end_to_end_and_rebuild(tmp_path):
     from khe_bayes.api import rebuild_model
-    from khe_bayes.datatree import load
+    from khe_bayes.toolkit.datatree import load
 
     out = tmp_path / "fit"
     proc = subprocess.run(
@@ -220,7 +220,7 @@ def test_second_sampler_nutpie_agrees_within_monte_carlo_error():
     import arviz as az
     import nutpie
 
-    from khe_bayes.sampling import SamplerSettings, fit
+    from khe_bayes.toolkit.sampling import SamplerSettings, fit
 
     spec, family = load_spec(MODELS / "normal_eight_schools.toml")
     model = family.build(spec, family.load_data(spec, MODELS))

@@ -18,7 +18,7 @@ from scipy import optimize, special, stats
 
 from khe_bayes.cli import main
 from khe_bayes.families import load_spec
-from khe_bayes.sampling import SamplerSettings, fit
+from khe_bayes.toolkit.sampling import SamplerSettings, fit
 
 REPO = Path(__file__).resolve().parents[1]
 Z = stats.norm.ppf(0.975)

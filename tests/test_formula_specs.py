@@ -17,11 +17,11 @@ import pymc as pm
 import pytest
 from scipy import integrate, special, stats
 
-from khe_bayes.compiled import model_data, structure_key
-from khe_bayes.errors import InputError
 from khe_bayes.families import load_spec
 from khe_bayes.families.base import SpecWarning
-from khe_bayes.spec_ppc import entry_scale
+from khe_bayes.toolkit.compiled import model_data, structure_key
+from khe_bayes.toolkit.errors import InputError
+from khe_bayes.toolkit.spec_ppc import entry_scale
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -412,7 +412,7 @@ def test_reported_check_of_a_formula_spec_compares_on_the_entrys_scale():
 
     import xarray as xr
 
-    from khe_bayes.spec_ppc import check_reported
+    from khe_bayes.toolkit.spec_ppc import check_reported
 
     spec, family = load_spec(REPO / "models/seeds_formula.toml")
     data = family.load_data(spec, REPO / "models")

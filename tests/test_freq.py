@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from khe_bayes.freq import (
+from khe_bayes.toolkit.freq import (
     PROCEDURES,
     proportion_wald,
     proportion_wilson,
@@ -59,7 +59,7 @@ def test_proportions():
 
 
 def test_every_test_named_in_the_evidence_has_a_procedure():
-    from khe_bayes.evidence import load_evidence
+    from khe_bayes.study.evidence import load_evidence
 
     tests = {i.test for r in load_evidence().record for i in r.interpretations if i.test}
     assert tests <= set(PROCEDURES)

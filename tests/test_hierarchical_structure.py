@@ -5,19 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pymc as pm
 import pytest
-from scipy import special, stats
+from scipy import integrate, special, stats
 
-from khe_bayes.evidence import load_evidence
-from khe_bayes.hierarchical import (
+from khe_bayes.study.evidence import load_evidence
+from khe_bayes.study.hierarchical import (
     build_contrast_model,
     build_response_model,
     build_severity_model,
     build_shrinkage_model,
 )
-from khe_bayes.hierarchical.common import center_index
-from khe_bayes.hierarchical.response import response_long
-from khe_bayes.hierarchical.severity import _random_intercept_draw, severity_long
-from khe_bayes.reconstruct import reconstruct_datasets
+from khe_bayes.study.hierarchical.common import center_index
+from khe_bayes.study.hierarchical.response import response_long
+from khe_bayes.study.hierarchical.severity import _random_intercept_draw, severity_long
+from khe_bayes.study.reconstruct import reconstruct_datasets
 
 IPD = reconstruct_datasets(load_evidence(), 1, seed=9)[0]
 CENTER, CENTERS = center_index(IPD)
@@ -36,7 +36,8 @@ def test_response_model_structure():
     assert m.named_vars_to_dims["center_response_rate"] == ("visit", "center")
     assert m.named_vars_to_dims["response_rate_by_kmp"] == ("visit", "kmp_status")
     free = {v.name for v in m.free_RVs}
-    assert free == {"intercept", "kmp_effect", "center_sd", "center_z"}  # non-centered
+    # non-centered center and patient effects (a patient's two visits are not independent)
+    assert free == {"intercept", "kmp_effect", "center_sd", "center_z", "patient_sd", "patient_z"}
     assert "center_effect" in {d.name for d in m.deterministics}
 
 
@@ -47,6 +48,8 @@ def test_response_log_density_matches_scipy():
         "kmp_effect": 0.3,
         "center_sd_log__": np.log(0.7),
         "center_z": np.linspace(-1, 1, len(CENTERS)),
+        "patient_sd_log__": np.log(0.5),
+        "patient_z": np.linspace(-2, 2, 52),
     }
     got = m.compile_logp(jacobian=False)(point)
     long = response_long(IPD)
@@ -56,9 +59,12 @@ def test_response_log_density_matches_scipy():
         point["intercept"][long["visit"]]
         + 0.3 * kmp[long["patient"]]
         + eff[CENTER[long["patient"]]]
+        + 0.5 * point["patient_z"][long["patient"]]
     )
     expected = (
-        stats.norm.logpdf(point["intercept"], 1, 1.5).sum()
+        stats.halfnorm.logpdf(0.5, scale=1)
+        + stats.norm.logpdf(point["patient_z"]).sum()
+        + stats.norm.logpdf(point["intercept"], 1, 1.5).sum()
         + stats.norm.logpdf(0.3, 0, 1)
         + stats.halfnorm.logpdf(0.7, scale=1)
         + stats.norm.logpdf(point["center_z"]).sum()
@@ -75,12 +81,26 @@ def test_response_rates_are_the_stated_averages():
         "kmp_effect": -0.4,
         "center_sd_log__": np.log(0.7),
         "center_z": np.zeros(len(CENTERS)),
+        "patient_sd_log__": np.log(1.3),
+        "patient_z": np.zeros(52),
     }
     rate, by_kmp = fn(point)
     share = IPD["kmp"].mean()
-    expected_by = special.expit(np.array([[2.0, 1.6], [2.5, 2.1]]))
-    np.testing.assert_allclose(by_kmp, expected_by, rtol=1e-10)
-    np.testing.assert_allclose(rate, expected_by @ [1 - share, share], rtol=1e-10)
+    # population average over the patient effect ~ Normal(0, 1.3), by adaptive quadrature
+    expected_by = np.array(
+        [
+            [
+                integrate.quad(
+                    lambda z, a=a: special.expit(a + 1.3 * z) * stats.norm.pdf(z), -12, 12
+                )[0]
+                for a in row
+            ]
+            for row in ([2.0, 1.6], [2.5, 2.1])
+        ]
+    )
+    # 21-node Gauss-Hermite vs adaptive quadrature: the logistic is smooth, error well < 1e-6
+    np.testing.assert_allclose(by_kmp, expected_by, rtol=1e-6)
+    np.testing.assert_allclose(rate, expected_by @ [1 - share, share], rtol=1e-6)
 
 
 def test_gaussian_severity_log_density_is_the_marginal_multivariate_normal():

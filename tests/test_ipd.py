@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from khe_bayes.errors import InputError
-from khe_bayes.evidence import load_evidence
-from khe_bayes.ipd import COLUMNS, MAX_BYTES, load_ipd, schema_table, write_ipd
-from khe_bayes.reconstruct import reconstruct_datasets
+from khe_bayes.study.evidence import load_evidence
+from khe_bayes.study.ipd import COLUMNS, MAX_BYTES, load_ipd, schema_table, write_ipd
+from khe_bayes.study.reconstruct import reconstruct_datasets
+from khe_bayes.toolkit.errors import InputError
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pytest
 
-from khe_bayes.ipd import MAX_BYTES
+from khe_bayes.study.ipd import MAX_BYTES
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO / "tests" / "corpus"
@@ -80,6 +80,11 @@ IPD_EXPECT: dict[str, Expect] = {
     "latin1_encoded.csv": Expect("not UTF-8 text (byte 0xf4)", 8, "center"),
     "utf16_encoded.csv": Expect("UTF-16 text"),
     "bom_then_latin1_byte.csv": Expect("not UTF-8 text (byte 0xf4)", 5, "center"),
+    # issue 16: control characters are not a new center, and not a finite number is not one
+    "center_with_nul.csv": Expect("control character \\x00", 4, "center"),
+    "center_with_escape.csv": Expect("control character \\x1b", 6, "center"),
+    "patient_id_bidi_override.csv": Expect("control character \\u202e", 9, "patient_id"),
+    "age_infinite.csv": Expect("'inf' is not a finite number", 5, "age_months"),
 }
 
 SPEC_EXPECT: dict[str, Expect] = {
@@ -117,6 +122,26 @@ SPEC_EXPECT: dict[str, Expect] = {
     "ipd_family_bad_severity.toml": Expect(
         "11 is outside 0 to 10", 5, "severity_0m", names="../ipd/severity_out_of_range.csv"
     ),
+    # issue 16: strict types (no string-to-number coercion), finite and sane values, printable
+    # text; each names the key
+    "sampler_draws_string.toml": Expect("got the string '1000'", key="sampler.draws"),
+    "sampler_draws_float.toml": Expect("valid integer, got 1000.0", key="sampler.draws"),
+    "sampler_progressbar_string.toml": Expect("got the string 'yes'", key="sampler.progressbar"),
+    "sampler_seed_negative.toml": Expect("greater than or equal to 0, got -1", key="sampler.seed"),
+    "sampler_chains_1000.toml": Expect("less than or equal to 64, got 1000", key="sampler.chains"),
+    "sampler_target_accept_nan.toml": Expect("target_accept must be finite", key="sampler"),
+    "prior_sigma_huge.toml": Expect("sigma = 1e+308 is out of range", key="priors.mu"),
+    "prior_sigma_absurd.toml": Expect("sigma = 1e+09 is absurd", key="priors.mu"),
+    "prior_sigma_string.toml": Expect("sigma must be a number, got '20'", key="priors.mu"),
+    "reported_lower_string.toml": Expect("got the string '-0.3'", key="reported[1].lower"),
+    "reported_upper_infinite.toml": Expect("lower must be finite, got -inf", key="reported[1]"),
+    "threshold_value_string.toml": Expect("got the string '0'", key="thresholds[1].value"),
+    "threshold_label_escape.toml": Expect("control character \\x1b", key="thresholds[1].label"),
+    "description_nul.toml": Expect("control character \\x00", key="description"),
+    "name_bidi_override.toml": Expect("control character \\u202e", key="name"),
+    "group_label_control_character.toml": Expect(
+        "control character \\x01", 4, "group", names="data/eight_schools_control_label.csv"
+    ),
 }
 
 # Inputs made in tmp_path rather than committed: (command, name, make(dir) -> path, Expect).
@@ -126,7 +151,32 @@ GENERATED = {
     "ipd:directory": ("ipd", lambda d: _mkdir(d / "a_dir.csv"), Expect("is a directory")),
     "spec:missing": ("spec", lambda d: d / "no_such.toml", Expect("file not found")),
     "spec:directory": ("spec", lambda d: _mkdir(d / "a_dir.toml"), Expect("is a directory")),
+    # issue 16: a symlink loop is a symlink loop, not "not found"
+    "ipd:symlink_loop": ("ipd", lambda d: _loop(d / "loop.csv"), Expect("symbolic link loop")),
+    "spec:symlink_loop": ("spec", lambda d: _loop(d / "loop.toml"), Expect("symbolic link loop")),
+    "spec:data_symlink_loop": (
+        "spec",
+        lambda d: _spec_with_data(d, _loop(d / "loop_data.csv")),
+        Expect("symbolic link loop", names="loop_data.csv"),
+    ),
 }
+
+
+def _loop(path: Path) -> Path:
+    """``path`` -> ``path.other`` -> ``path``: opening either fails with ELOOP."""
+    other = path.with_name(path.name + ".other")
+    path.symlink_to(other.name)
+    other.symlink_to(path.name)
+    return path
+
+
+def _spec_with_data(folder: Path, data: Path) -> Path:
+    spec = folder / "spec.toml"
+    text = EIGHT_SCHOOLS.read_text().replace(
+        'data = "data/eight_schools.csv"', f'data = "{data.name}"'
+    )
+    spec.write_text(text)
+    return spec
 
 
 def _mkdir(path: Path) -> Path:
@@ -147,7 +197,10 @@ def _huge_ipd(path: Path) -> Path:
 SERVER = r"""
 import json, os, signal, sys, traceback
 from khe_bayes.cli import build_parser, main
-build_parser()  # imports every command module (and PyMC) once, before any fork
+build_parser()  # imports every command module once, before any fork
+# the commands import PyMC and the stages lazily (so --help is fast): import them here, once
+import khe_bayes.families, khe_bayes.study.reanalysis
+import khe_bayes.toolkit.sampling, khe_bayes.toolkit.spec_ppc
 
 def _guard(*args, **kwargs):
     raise AssertionError("test guard: sampling started before the input was rejected")
@@ -316,9 +369,161 @@ def test_generated_inputs_are_rejected(server, tmp_path, case):
     run_case(server, tmp_path, kind, make(inputs), expect)
 
 
+# --- options, output directories and the environment (issue 16) ----------------------------
+
+FIT = ["fit", str(EIGHT_SCHOOLS), "--no-progress"]
+REANALYZE = ["reanalyze", "--no-progress"]
+
+# Bad option values: (argv, fragment of the one error line). Each names the option and the rule.
+OPTION_CASES = {
+    "seed_negative": ([*FIT, "--out", OUT, "--seed", "-1"], "--seed: input should be greater"),
+    "seed_too_large": ([*FIT, "--out", OUT, "--seed", str(2**40)], "--seed: input should be less"),
+    "seed_not_integer": ([*FIT, "--out", OUT, "--seed", "1.5"], "argument --seed: invalid int"),
+    "chains_1000": ([*FIT, "--out", OUT, "--chains", "1000"], "each chain is a process"),
+    "cores_zero": ([*FIT, "--out", OUT, "--cores", "0"], "--cores: input should be greater"),
+    "draws_absurd": ([*FIT, "--out", OUT, "--draws", "10000000000"], "--draws: input should be"),
+    "concentration_nan": (
+        [*REANALYZE, "--out", OUT, "--center-concentration", "nan"],
+        "argument --center-concentration: must be a finite number",
+    ),
+    "concentration_negative": (
+        [*REANALYZE, "--out", OUT, "--center-concentration", "-1"],
+        "argument --center-concentration: must be > 0",
+    ),
+    "shares_inf": (
+        [*REANALYZE, "--out", OUT, "--centers", "2", "--center-shares", "1,inf"],
+        "--center-shares: 'inf': must be a finite number",
+    ),
+    "shares_count": (
+        [*REANALYZE, "--out", OUT, "--center-shares", "1,2"],
+        "--center-shares: 2 shares for 6 centers",
+    ),
+    "centers_too_many": ([*REANALYZE, "--out", OUT, "--centers", "1000"], "--centers: must be"),
+    "datasets_zero": ([*REANALYZE, "--out", OUT, "--datasets", "0"], "--datasets: must be"),
+    "workers_zero": ([*REANALYZE, "--out", OUT, "--workers", "0"], "--workers: must be"),
+    "unknown_option": ([*FIT, "--out", OUT, "--chians", "2"], "unrecognized arguments: --chians"),
+    "sbc_alpha_nan": (
+        ["sbc", str(EIGHT_SCHOOLS), "--out", OUT, "--alpha", "nan"],
+        "argument --alpha: must be a finite number",
+    ),
+    "scheduler_refused": (
+        [*REANALYZE, "--out", OUT, "--scheduler", "tcp://127.0.0.1:1"],
+        "--scheduler tcp://127.0.0.1:1: cannot reach the Dask scheduler",
+    ),
+    "scheduler_malformed": (
+        [*REANALYZE, "--out", OUT, "--scheduler", "localhost"],
+        "expected tcp://HOST:PORT",
+    ),
+    "store_unwritable": (
+        [*REANALYZE, "--out", OUT, "--workers", "1", "--store", "/proc/khe/store"],
+        "--store /proc/khe/store: cannot write in /proc",
+    ),
+    "sbc_scheduler_refused": (
+        ["sbc", str(EIGHT_SCHOOLS), "--out", OUT, "--scheduler", "tcp://127.0.0.1:1"],
+        "cannot reach the Dask scheduler",
+    ),
+}
+
+
+def _manifest_dir(path: Path) -> Path:
+    path.mkdir(parents=True)
+    (path / "manifest.json").write_text("{}")
+    return path
+
+
+def _non_result(path: Path) -> Path:
+    path.mkdir(parents=True)
+    (path / "thesis.tex").write_text("years of work")
+    return path
+
+
+# --out problems: name -> (make(work) -> the --out argument, extra argv, fragment). The run's
+# working directory is ``work``; nothing anywhere under tmp_path may change.
+OUTPUT_CASES = {
+    "dot": (lambda w: ".", ["--overwrite"], "it is the current directory"),
+    "dot_without_overwrite": (lambda w: ".", [], "it is the current directory"),
+    "parent_of_cwd": (lambda w: "..", ["--overwrite"], "it contains the current directory"),
+    "root": (lambda w: "/", ["--overwrite"], "it is the root directory"),
+    "home": (lambda w: str(Path.home()), ["--overwrite"], "home directory"),
+    "non_result": (
+        lambda w: str(_non_result(w / "mine")),
+        ["--overwrite"],
+        "is not a khe-bayes result (no manifest.json)",
+    ),
+    "regular_file": (
+        lambda w: _touch(w / "notes.txt"),
+        ["--overwrite"],
+        "exists and is a file, not a directory",
+    ),
+    "existing_result_without_overwrite": (
+        lambda w: str(_manifest_dir(w / "old")),
+        [],
+        "output directory exists; pass --overwrite",
+    ),
+    "symlink": (
+        lambda w: _symlink(w / "link", _manifest_dir(w / "target")),
+        ["--overwrite"],
+        "is a symbolic link",
+    ),
+    "under_a_file": (lambda w: f"{_touch(w / 'afile')}/out", [], "is not a directory"),
+}
+
+
+def _touch(path: Path) -> str:
+    path.write_text("x")
+    return str(path)
+
+
+def _symlink(link: Path, target: Path) -> str:
+    link.symlink_to(target)
+    return str(link)
+
+
+def run_cli_case(server, tmp_path, argv_for_work, fragment: str) -> None:
+    """``argv_for_work(work)`` -> argv; the run must end with one error line naming the problem
+    (exit 2, nothing on stdout, no traceback) and change nothing under tmp_path."""
+    work, logs = tmp_path / "work", tmp_path / "logs"
+    work.mkdir()
+    logs.mkdir()
+    argv = argv_for_work(work)
+
+    def written() -> dict[str, int]:
+        return {k: v for k, v in snapshot(tmp_path).items() if not k.startswith("logs")}
+
+    before = written()
+    code, stdout, stderr = server.run(argv, work, logs)
+    assert "Traceback" not in stdout + stderr, stderr
+    assert code == 2, stderr
+    assert stdout == ""
+    assert stderr.startswith("khe-bayes: error: ") and stderr.count("\n") == 1, repr(stderr)
+    assert fragment in stderr, stderr
+    assert written() == before, "something was written in tmp_path"
+
+
+@pytest.mark.parametrize("case", sorted(OPTION_CASES))
+def test_bad_option_values_name_the_option_and_rule(server, tmp_path, case):
+    argv, fragment = OPTION_CASES[case]
+    run_cli_case(server, tmp_path, lambda _work: argv, fragment)
+
+
+@pytest.mark.parametrize("case", sorted(OUTPUT_CASES))
+def test_output_directories_that_may_not_be_written(server, tmp_path, case):
+    make, extra, fragment = OUTPUT_CASES[case]
+    run_cli_case(server, tmp_path, lambda work: [*FIT, "--out", make(work), *extra], fragment)
+
+
+def test_non_result_and_dot_are_refused_by_reanalyze_too(server, tmp_path):
+    run_cli_case(
+        server,
+        tmp_path,
+        lambda work: [*REANALYZE, "--out", str(_non_result(work / "x")), "--overwrite"],
+        "is not a khe-bayes result",
+    )
+
+
 def test_the_corpus_ipd_source_itself_is_valid():
     """The corpus files are edits of this file, so each is wrong only where it was edited."""
-    from khe_bayes.ipd import load_ipd
+    from khe_bayes.study.ipd import load_ipd
 
     assert len(load_ipd(GOOD_IPD)) == 52
 
@@ -362,8 +567,26 @@ def test_console_script_gives_one_line_too(tmp_path):
 
 TINY = ["--draws", "100", "--tune", "100", "--chains", "2", "--cores", "1", "--seed", "1"]
 # Sampling that would take minutes: the process is certainly still sampling when it is killed.
-LONG = ["--draws", "200000", "--tune", "1000", "--chains", "1", "--cores", "1", "--seed", "1"]
-SAMPLING = "NUTS: ["  # PyMC logs this to stderr as sampling starts (also with --no-progress)
+# (nutpie samples eight schools at ~100k draws/s/chain: a million draws is still many seconds)
+LONG = ["--draws", "1000000", "--tune", "1000", "--chains", "2", "--cores", "1", "--seed", "1"]
+SAMPLING = "@@sampling"  # announced by the SAMPLING_ANNOUNCED harness as nutpie starts
+
+# Runs the fit command and announces on stderr when nutpie starts to sample (the compiled path
+# logs nothing of its own), so the test kills a process that is certainly sampling.
+SAMPLING_ANNOUNCED = r"""
+import sys
+import nutpie
+from khe_bayes.cli import main
+
+real_sample = nutpie.sample
+
+def sample(*args, **kwargs):
+    print("@@sampling", file=sys.stderr, flush=True)
+    return real_sample(*args, **kwargs)
+
+nutpie.sample = sample
+sys.exit(main())
+"""
 
 # Runs the fit command but stops inside the staging directory, just before manifest.json (the
 # last file) is written, and announces it: a deterministic "killed while writing" point.
@@ -391,7 +614,8 @@ def read_tree(root: Path) -> dict[str, str]:
 
 
 def start(argv: list[str], log: Path, *, pause_in_staging: bool = False) -> subprocess.Popen:
-    prefix = [sys.executable, "-c", PAUSE_IN_STAGING] if pause_in_staging else console_script()
+    harness = PAUSE_IN_STAGING if pause_in_staging else SAMPLING_ANNOUNCED
+    prefix = [sys.executable, "-c", harness]
     with open(log, "w") as fh:
         return subprocess.Popen([*prefix, *argv], stdout=subprocess.DEVNULL, stderr=fh, cwd=REPO)
 
@@ -447,17 +671,19 @@ def test_killed_overwrite_leaves_the_earlier_result_intact(tmp_path):
     before = read_tree(out)
     assert {"summary.csv", "posterior.nc", "thresholds.csv", "manifest.json"} <= set(before)
 
-    # Killed while sampling (the real executable), and killed while writing the staging
-    # directory; both were asked to --overwrite.
+    # Killed while sampling, then killed while writing the staging directory; both were asked
+    # to --overwrite. One after the other: a second run to the same --out while the first is
+    # running is refused at once (the output lock, issue 16), so they cannot overlap.
     sampling_log, staging_log = logs / "sampling.log", logs / "staging.log"
+    kill_both([(start([*base, *LONG, "--overwrite"], sampling_log), sampling_log, SAMPLING)])
+    assert read_tree(out) == before
     kill_both(
         [
-            (start([*base, *LONG, "--overwrite"], sampling_log), sampling_log, SAMPLING),
             (
                 start([*base, *TINY, "--overwrite"], staging_log, pause_in_staging=True),
                 staging_log,
                 "@@paused in",
-            ),
+            )
         ]
     )
     assert read_tree(out) == before

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from khe_bayes.model_comparison import compare_loo, patient_log_likelihood
-from khe_bayes.sampling import SamplerSettings, fit
+from khe_bayes.toolkit.model_comparison import compare_loo, patient_log_likelihood
+from khe_bayes.toolkit.sampling import SamplerSettings, fit
 
 
 def _result(pointwise: np.ndarray, obs_patient: np.ndarray) -> xr.DataTree:
@@ -37,7 +37,7 @@ def test_ordinal_model_wins_on_scores_piled_at_the_floor():
     scores after treatment): a Gaussian cannot put mass where it belongs, the cumulative-logit
     model can. The ordinal model must rank first by more than two SEs of the difference; the
     table must report Pareto k for both. Independent truth: the generating distribution."""
-    from khe_bayes.hierarchical import build_severity_model
+    from khe_bayes.study.hierarchical import build_severity_model
 
     rng = np.random.default_rng(11)
     n = 40

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from khe_bayes.errors import OutputExistsError
-from khe_bayes.outputs import staged_directory
+from khe_bayes.toolkit.errors import OutputExistsError
+from khe_bayes.toolkit.outputs import staged_directory
 
 
 def test_success_moves_everything_into_place(tmp_path):
@@ -29,6 +29,7 @@ def test_existing_result_is_kept_unless_overwrite(tmp_path):
     out = tmp_path / "res"
     out.mkdir()
     (out / "old.txt").write_text("old")
+    (out / "manifest.json").write_text("{}")  # a khe-bayes result: --overwrite may replace it
     with pytest.raises(OutputExistsError, match="--overwrite"), staged_directory(out):
         pass
     assert (out / "old.txt").read_text() == "old"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from khe_bayes.pooling import PooledFit, pool, reconstruction_variance_share
+from khe_bayes.toolkit.pooling import PooledFit, pool, reconstruction_variance_share
 
 
 def posterior(values: np.ndarray) -> xr.DataTree:
@@ -44,15 +44,18 @@ def test_law_of_total_variance_exact():
         var_names=["theta", "rate"],
     )
     table = reconstruction_variance_share(fit).set_index("quantity")
-    # within = mean(1.25, 1.25); between = var(1.5, 5.5) = 4; total = 5.25 = var of pooled draws
+    # Rubin: within = mean(1.25, 1.25); between = var(1.5, 5.5; ddof=1) = 8;
+    # total = 1.25 + (1 + 1/2) * 8 = 13.25 (the plain pooled draws' variance is only 5.25)
     assert table.loc["theta", "within_variance"] == pytest.approx(1.25)
-    assert table.loc["theta", "between_variance"] == pytest.approx(4.0)
-    assert table.loc["theta", "reconstruction_share"] == pytest.approx(4.0 / 5.25)
+    assert table.loc["theta", "between_variance"] == pytest.approx(8.0)
+    assert table.loc["theta", "total_variance"] == pytest.approx(13.25)
+    assert table.loc["theta", "reconstruction_share"] == pytest.approx(12.0 / 13.25)
+    assert table.loc["theta", "mcse_pooled_mean"] == pytest.approx(2.0)  # sqrt(8 / 2)
     pooled_var = np.concatenate([A.ravel(), B.ravel()]).var()
     assert pooled_var == pytest.approx(5.25)
     # rate[12m] = 2 theta: every variance scales by 4, the share does not
-    assert table.loc["rate[12m]", "between_variance"] == pytest.approx(16.0)
-    assert table.loc["rate[12m]", "reconstruction_share"] == pytest.approx(4.0 / 5.25)
+    assert table.loc["rate[12m]", "between_variance"] == pytest.approx(32.0)
+    assert table.loc["rate[12m]", "reconstruction_share"] == pytest.approx(12.0 / 13.25)
 
 
 def test_single_dataset_has_no_reconstruction_share():
@@ -65,12 +68,12 @@ def test_reconstruction_fits_on_dask_match_in_process_and_resume_from_the_store(
     Dask workers: identical pooled draws and replicated data (seeds come from the model name
     and the dataset index, not from where a fit ran). A rerun on the same store reads both fits
     back from their netCDF files and fits nothing."""
-    from khe_bayes.evidence import load_evidence
-    from khe_bayes.hierarchical import build_shrinkage_model
-    from khe_bayes.pooling import fit_pooled
-    from khe_bayes.reconstruct import reconstruct_datasets
-    from khe_bayes.sampling import SamplerSettings
-    from khe_bayes.sweep import SweepOptions
+    from khe_bayes.study.evidence import load_evidence
+    from khe_bayes.study.hierarchical import build_shrinkage_model
+    from khe_bayes.study.reconstruct import reconstruct_datasets
+    from khe_bayes.toolkit.pooling import fit_pooled
+    from khe_bayes.toolkit.sampling import SamplerSettings
+    from khe_bayes.toolkit.sweep import SweepOptions
 
     datasets = reconstruct_datasets(load_evidence(), 2, seed=21)
     settings = SamplerSettings(
@@ -100,13 +103,13 @@ def test_reconstruction_fits_on_dask_match_in_process_and_resume_from_the_store(
 def test_dataset_tasks_fingerprint_the_model_so_other_priors_are_not_served_from_a_store():
     from functools import partial
 
-    from khe_bayes.evidence import load_evidence
-    from khe_bayes.hierarchical import build_response_model
-    from khe_bayes.hierarchical.response import ResponsePriors
-    from khe_bayes.pooling import dataset_tasks
-    from khe_bayes.priors import prior
-    from khe_bayes.reconstruct import reconstruct_datasets
-    from khe_bayes.sampling import SamplerSettings
+    from khe_bayes.study.evidence import load_evidence
+    from khe_bayes.study.hierarchical import build_response_model
+    from khe_bayes.study.hierarchical.response import ResponsePriors
+    from khe_bayes.study.reconstruct import reconstruct_datasets
+    from khe_bayes.toolkit.pooling import dataset_tasks
+    from khe_bayes.toolkit.priors import prior
+    from khe_bayes.toolkit.sampling import SamplerSettings
 
     datasets = reconstruct_datasets(load_evidence(), 2, seed=21)
     settings = SamplerSettings(draws=100, tune=100, chains=2, backend="nutpie")

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from khe_bayes.evidence import load_evidence
-from khe_bayes.ppc import (
+from khe_bayes.study.evidence import load_evidence
+from khe_bayes.study.ppc import (
     ReportedStatistic,
     VerdictRule,
     compare_reported,

@@ -7,17 +7,24 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from scipy import stats
 
-from khe_bayes.evidence import load_evidence
-from khe_bayes.freq import t_one_sample
-from khe_bayes.ipd import validate_ipd
-from khe_bayes.reconstruct import (
+from khe_bayes.study.evidence import load_evidence
+from khe_bayes.study.ipd import validate_ipd
+from khe_bayes.study.reconstruct import (
+    DEFAULT_ASSUMPTIONS,
+    Assumptions,
     CenterSettings,
     ReconstructionSettings,
+    assumption_draws,
     integer_score_multisets,
+    load_assumptions,
+    parse_assumption_value,
     reconstruct_datasets,
     verify,
 )
+from khe_bayes.toolkit.errors import InputError
+from khe_bayes.toolkit.freq import t_one_sample
 
 EVIDENCE = load_evidence()
 DEFAULT = ReconstructionSettings()
@@ -126,10 +133,84 @@ def test_center_settings_options():
 
 
 def test_combination_patients_are_the_most_severe():
-    datasets = reconstruct_datasets(EVIDENCE, 20, seed=2)
+    """The prior of baseline_shift_combination is Uniform(0.5, 3): the gap is positive on
+    average and grows with the drawn shift (a rank correlation over 40 datasets; its null SD is
+    1/sqrt(39) = 0.16, so > 0.5 is more than 3 null SDs)."""
+    datasets = reconstruct_datasets(EVIDENCE, 40, seed=2)
     gaps = [
         d.loc[d["arm"] == "combination", "severity_0m"].mean()
         - d.loc[(d["arm"] == "sirolimus") & (d["kmp"] == 1), "severity_0m"].mean()
         for d in datasets
     ]
-    assert min(gaps) > 0
+    shifts = assumption_draws(datasets)["baseline_shift_combination"]
+    assert np.mean(gaps) > 0.5
+    assert stats.spearmanr(gaps, shifts).statistic > 0.5
+
+
+def test_assumptions_are_drawn_per_dataset_and_can_be_fixed(tmp_path):
+    datasets = reconstruct_datasets(EVIDENCE, 5, seed=3)
+    draws = assumption_draws(datasets)
+    assert set(draws.columns) == set(DEFAULT_ASSUMPTIONS)
+    assert draws["baseline_sd"].nunique() == 5
+    fixed = Assumptions().with_overrides(
+        {
+            "baseline_sd": 0.9,
+            "nonresponse_kmp_log_odds": parse_assumption_value("Normal(mu=2, sigma=0.1)"),
+        }
+    )
+    datasets = reconstruct_datasets(
+        EVIDENCE, 5, seed=3, settings=ReconstructionSettings(assumptions=fixed)
+    )
+    draws = assumption_draws(datasets)
+    assert (draws["baseline_sd"] == 0.9).all()
+    assert draws["nonresponse_kmp_log_odds"].between(1.5, 2.5).all()
+    path = tmp_path / "a.toml"
+    path.write_text(
+        "[baseline_sd]\nvalue = 1.2\n"
+        '[kmp_age_cv]\nprior = { dist = "Uniform", lower = 0.7, upper = 0.8 }\n'
+    )
+    loaded = load_assumptions(path)
+    assert loaded.parameters["baseline_sd"].value == 1.2
+    assert loaded.parameters["kmp_age_cv"].prior.label() == "Uniform(lower=0.7, upper=0.8)"
+    path.write_text("[no_such]\nvalue = 1\n")
+    with pytest.raises(InputError, match="unknown assumption"):
+        load_assumptions(path)
+    table = Assumptions().table(CenterSettings())
+    assert "center_heterogeneity" in set(table["assumption"]) and "center_sizes" in set(
+        table["assumption"]
+    )
+
+
+def test_center_heterogeneity_reaches_the_data():
+    """With center_heterogeneity fixed at 3 (SD units) the 6-month scores differ between
+    centers far more than with 0: a one-way ANOVA F over 30 datasets, median F > 3 vs < 2
+    (under no center effect F ~ F(5, 46), median 0.9)."""
+
+    def median_f(value):
+        a = Assumptions().with_overrides({"center_heterogeneity": value})
+        sets = reconstruct_datasets(
+            EVIDENCE, 30, seed=4, settings=ReconstructionSettings(assumptions=a)
+        )
+        f = [
+            stats.f_oneway(*[g["severity_6m"] for _, g in d.groupby("center")]).statistic
+            for d in sets
+        ]
+        return np.median(f)
+
+    assert median_f(3.0) > 3
+    assert median_f(0.0) < 2
+
+
+def test_kmp_nonresponse_assumption_moves_nonresponders():
+    """nonresponse_kmp_log_odds = +4 vs -4: the 6-month non-responders are mostly KMP vs mostly
+    non-KMP (40 datasets, 2 non-responders each)."""
+
+    def kmp_share(value):
+        a = Assumptions().with_overrides({"nonresponse_kmp_log_odds": value})
+        sets = reconstruct_datasets(
+            EVIDENCE, 40, seed=5, settings=ReconstructionSettings(assumptions=a)
+        )
+        return np.mean([d.loc[d["response_6m"] == 0, "kmp"].mean() for d in sets])
+
+    assert kmp_share(4.0) > 0.9
+    assert kmp_share(-4.0) < 0.3

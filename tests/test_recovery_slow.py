@@ -11,8 +11,8 @@ import pytest
 from scipy import special
 
 from khe_bayes.families import load_spec
-from khe_bayes.sampling import SamplerSettings, fit
-from khe_bayes.summary import select_draws
+from khe_bayes.toolkit.sampling import SamplerSettings, fit
+from khe_bayes.toolkit.summary import select_draws
 
 pytestmark = pytest.mark.slow
 MODELS = Path(__file__).resolve().parents[1] / "models"
@@ -56,7 +56,7 @@ def test_response_model_recovers_known_parameters():
     """Simulated cohort of 300 patients at 6 centers with known intercepts and KMP effect: the
     95% intervals contain the truth (each fails with probability about 0.05 under a correct
     model; 4 checks, fixed seed)."""
-    from khe_bayes.hierarchical import build_response_model
+    from khe_bayes.study.hierarchical import build_response_model
 
     rng = np.random.default_rng(7)
     n, centers = 300, [f"c{i}" for i in range(6)]
@@ -87,7 +87,7 @@ def test_response_model_recovers_known_parameters():
 def test_default_reanalysis_converges(tmp_path):
     """The full reanalysis at default settings: R-hat <= 1.01, bulk and tail ESS >= 100 per
     chain, no divergences, in every fit."""
-    from khe_bayes.reanalysis import ReanalysisSettings, run_reanalysis
+    from khe_bayes.study.reanalysis import ReanalysisSettings, run_reanalysis
 
     result = run_reanalysis(
         ReanalysisSettings(sampler=SamplerSettings(progressbar=False)),

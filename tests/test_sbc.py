@@ -14,10 +14,10 @@ import pytest
 from scipy import stats
 
 from khe_bayes.families import load_spec
-from khe_bayes.priors import prior
-from khe_bayes.sampling import SamplerSettings
-from khe_bayes.sbc import observed_data_names, run_sbc, uniformity
-from khe_bayes.sweep import Task, run_sweep
+from khe_bayes.toolkit.priors import prior
+from khe_bayes.toolkit.sampling import SamplerSettings
+from khe_bayes.toolkit.sbc import observed_data_names, run_sbc, uniformity
+from khe_bayes.toolkit.sweep import Task, run_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 SBC_SPECS = [
@@ -88,7 +88,7 @@ def test_sbc_refuses_a_model_with_potentials():
     a posterior that ignores the simulated data."""
     import pymc as pm
 
-    from khe_bayes.aggregate import ProportionData, ProportionPriors, build_proportion_model
+    from khe_bayes.study.aggregate import ProportionData, ProportionPriors, build_proportion_model
 
     data = [ProportionData("r", "", "e", counts=((49, 52), (50, 52)))]
     model = build_proportion_model(data, ProportionPriors(rate=prior("Beta", alpha=1, beta=1)))

@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from khe_bayes.evidence import load_evidence
-from khe_bayes.reconstruct import reconstruct_datasets
-from khe_bayes.sampling import SamplerSettings
-from khe_bayes.sensitivity import TARGETS, leave_one_center_out, prior_grid
-from khe_bayes.sweep import SweepOptions
+from khe_bayes.study.evidence import load_evidence
+from khe_bayes.study.reconstruct import reconstruct_datasets
+from khe_bayes.study.sensitivity import TARGETS, leave_one_center_out, prior_grid
+from khe_bayes.toolkit.sampling import SamplerSettings
+from khe_bayes.toolkit.sweep import SweepOptions
 
 DATA = reconstruct_datasets(load_evidence(), 1, seed=21)[0]
 SHRINKAGE = tuple(t for t in TARGETS if t.model == "shrinkage_combination")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from khe_bayes.side_by_side import Pairing, side_by_side, wilson_percent
+from khe_bayes.toolkit.side_by_side import Pairing, side_by_side, wilson_percent
 
 
 def test_wilson_interval_matches_the_formula():

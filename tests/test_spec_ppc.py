@@ -11,7 +11,7 @@ import pytest
 from scipy import stats
 
 from khe_bayes.cli import main
-from khe_bayes.spec_ppc import (
+from khe_bayes.toolkit.spec_ppc import (
     fixed_effect_inverse_variance,
     random_effects_dersimonian_laird,
     risk_difference_wald,

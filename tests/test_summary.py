@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from khe_bayes.summary import (
+from khe_bayes.toolkit.summary import (
     Threshold,
     diagnostics,
     select_draws,

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from khe_bayes.sampling import SamplerSettings
-from khe_bayes.sweep import Task, fingerprint, load_finished, save_result
+from khe_bayes.toolkit.sampling import SamplerSettings
+from khe_bayes.toolkit.sweep import Task, fingerprint, load_finished, save_result
 
 DATA = pd.DataFrame({"center": ["a", "b"], "y": [1.0, 2.0]})
 SETTINGS = SamplerSettings(draws=100, tune=100, chains=2, seed=1)

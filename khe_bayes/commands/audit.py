@@ -5,20 +5,22 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import pandas as pd
-
-from khe_bayes.audit import audit, summarize_audit
-from khe_bayes.evidence import load_evidence
-
 
 def register(sub) -> None:
     p = sub.add_parser("audit", help="consistency audit of the reported numbers")
-    p.add_argument("--evidence", type=Path, default=None)
+    p.add_argument(
+        "--evidence", type=Path, default=None, help="evidence TOML (default: the packaged one)"
+    )
     p.add_argument("--csv", action="store_true", help="print CSV")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from khe_bayes.study.audit import audit, summarize_audit
+    from khe_bayes.study.evidence import load_evidence
+
     table = audit(load_evidence(args.evidence))
     if args.csv:
         print(table.to_csv(index=False), end="")

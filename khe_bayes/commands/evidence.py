@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-import pandas as pd
-
-from khe_bayes.evidence import load_evidence
-
 
 def register(sub) -> None:
     p = sub.add_parser("evidence", help="print every published number with its quote")
@@ -18,6 +14,10 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from khe_bayes.study.evidence import load_evidence
+
     evidence = load_evidence(args.file)
     frame = evidence.to_frame()
     cols = ["id", "kind", "value", "population", "timepoint", "default_interpretation"]

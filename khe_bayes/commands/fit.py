@@ -6,19 +6,17 @@ import argparse
 import sys
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pymc as pm
+from khe_bayes.commands.reanalyze import EXIT_STRICT, add_sampler_arguments, progress_setting
+from khe_bayes.toolkit.errors import InputError
+from khe_bayes.toolkit.outputs import check_can_write, staged_directory, write_json
+from khe_bayes.toolkit.settings import SamplerSettings, settings_error_message
 
-from khe_bayes.commands.reanalyze import EXIT_STRICT, add_sampler_arguments
-from khe_bayes.datatree import save
-from khe_bayes.errors import InputError
-from khe_bayes.families import Family, load_spec
-from khe_bayes.families.base import SpecWarning
-from khe_bayes.manifest import build_manifest, sha256_file
-from khe_bayes.outputs import check_can_write, staged_directory, write_json
-from khe_bayes.sampling import SamplerSettings, fit
-from khe_bayes.spec_ppc import TESTS, check_reported, entry_scale
-from khe_bayes.summary import diagnostics, summarize, threshold_probabilities
+if TYPE_CHECKING:  # imported in the functions that use them: --help stays fast
+    import pymc as pm
+
+    from khe_bayes.families import Family
 
 
 def register(sub) -> None:
@@ -30,8 +28,10 @@ def register(sub) -> None:
         "[[reported]] results) and manifest.json to --out.",
     )
     p.add_argument("spec", type=Path, help="a spec TOML, e.g. models/normal_eight_schools.toml")
-    p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--out", required=True, help="output directory (required)")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace --out if it is an earlier result"
+    )
     p.add_argument("--strict", action="store_true", help=f"exit {EXIT_STRICT} on poor convergence")
     add_sampler_arguments(p, spec_defaults=True)
     p.add_argument(
@@ -56,12 +56,12 @@ def sampler_settings(spec, args: argparse.Namespace) -> SamplerSettings:
         for k in ("seed", "draws", "tune", "chains", "cores", "backend", "target_accept")
         if getattr(args, k, None) is not None
     }
-    if args.progress is not None:
-        update["progressbar"] = args.progress
+    if progress_setting(args) is not None:
+        update["progressbar"] = progress_setting(args)
     try:
         return SamplerSettings(**{**base.model_dump(), **update})
     except ValueError as exc:
-        raise InputError(f"sampler settings: {exc}".splitlines()[0]) from None
+        raise InputError(settings_error_message(exc)) from None
 
 
 def check_quantity(model: pm.Model, quantity: str, spec_path: Path, key: str) -> None:
@@ -106,6 +106,8 @@ def check_spec_against_model(
 ) -> None:
     """Every ``[[thresholds]]`` and ``[[reported]]`` entry must make sense for this model, so a
     misspelt quantity or test fails before sampling, not after."""
+    from khe_bayes.toolkit.spec_ppc import TESTS, entry_scale
+
     for i, t in enumerate(spec.thresholds):
         check_quantity(model, t.quantity, spec_path, f"thresholds[{i + 1}].quantity")
     tests = TESTS.get(family.name, {})
@@ -145,6 +147,8 @@ def check_spec_against_model(
 def load_and_build(spec, family: Family, spec_dir: Path, spec_path: Path):
     """Load the data and build the model; a spec error without a file names the spec, and each
     SpecWarning (e.g. one group, a precision-like tau prior) is printed as one line."""
+    from khe_bayes.families.base import SpecWarning
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SpecWarning)
         try:
@@ -163,12 +167,22 @@ def load_and_build(spec, family: Family, spec_dir: Path, spec_path: Path):
 
 
 def run(args: argparse.Namespace) -> int:
-    check_can_write(Path(args.out), args.overwrite)
+    from khe_bayes.families import load_spec
+
     spec, family = load_spec(args.spec)
+    settings = sampler_settings(spec, args)
+    check_can_write(Path(args.out), args.overwrite)
+    from khe_bayes.toolkit.budget import warn_if_long
+    from khe_bayes.toolkit.datatree import save
+    from khe_bayes.toolkit.manifest import build_manifest, sha256_file
+    from khe_bayes.toolkit.sampling import fit
+    from khe_bayes.toolkit.spec_ppc import check_reported
+    from khe_bayes.toolkit.summary import diagnostics, summarize, threshold_probabilities
+
     spec_dir = args.spec.resolve().parent
     data, model = load_and_build(spec, family, spec_dir, args.spec)
     check_spec_against_model(spec, family, model, args.spec, data)
-    settings = sampler_settings(spec, args)
+    warn_if_long(model, settings)
     idata = fit(
         model,
         settings,
@@ -212,7 +226,7 @@ def run(args: argparse.Namespace) -> int:
         for _, row in ppc.iterrows():
             print(f"reported {row['statistic']} ({row['test']}): {row['verdict']}")
     if not diag["ok"]:
-        print(f"khe-bayes: warning: poor convergence: {diag['problems']}")
+        print(f"khe-bayes: warning: poor convergence: {diag['problems']}", file=sys.stderr)
         if args.strict:
             return EXIT_STRICT
     return 0

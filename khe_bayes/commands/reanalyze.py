@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from khe_bayes.commands.reconstruct import add_center_arguments, center_settings
-from khe_bayes.errors import InputError
-from khe_bayes.ipd import load_ipd
-from khe_bayes.outputs import check_can_write
-from khe_bayes.reanalysis import REPO_MODELS, ReanalysisSettings, run_reanalysis
-from khe_bayes.reconstruct import ReconstructionSettings
-from khe_bayes.sampling import SamplerSettings
-from khe_bayes.sweep import SweepOptions
+from khe_bayes.commands.options import check_count, check_scheduler
+from khe_bayes.commands.reconstruct import (
+    add_assumption_arguments,
+    add_center_arguments,
+    assumption_settings,
+    center_settings,
+    print_assumptions,
+)
+from khe_bayes.toolkit.errors import InputError
+from khe_bayes.toolkit.settings import SamplerSettings, settings_error_message
 
 EXIT_STRICT = 3
 
@@ -41,6 +44,11 @@ def add_sampler_arguments(p: argparse.ArgumentParser, *, spec_defaults: bool = F
     )
 
 
+def progress_setting(args: argparse.Namespace) -> bool | None:
+    """--progress/--no-progress, or off with -q."""
+    return False if getattr(args, "quiet", False) else args.progress
+
+
 def sampler_from_args(args: argparse.Namespace) -> SamplerSettings:
     from pydantic import ValidationError
 
@@ -51,11 +59,10 @@ def sampler_from_args(args: argparse.Namespace) -> SamplerSettings:
             chains=args.chains,
             cores=args.cores,
             seed=args.seed,
-            progressbar=args.progress,
+            progressbar=progress_setting(args),
         )
     except ValidationError as exc:
-        err = exc.errors()[0]
-        raise InputError(f"--{err['loc'][0]}: {err['msg']}") from None
+        raise InputError(settings_error_message(exc)) from None
 
 
 def register(sub) -> None:
@@ -66,8 +73,15 @@ def register(sub) -> None:
         "ArviZ DataTree (netCDF) files, figures, a report and a manifest to --out.",
     )
     p.add_argument("--out", default="results/reanalysis", help="output directory")
-    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    p.add_argument("--models", type=Path, default=REPO_MODELS, help="directory of model specs")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace --out if it is an earlier result"
+    )
+    p.add_argument(
+        "--models",
+        type=Path,
+        default=None,
+        help="directory of model specs (default: the models/ shipped with khe-bayes)",
+    )
     p.add_argument("--evidence", type=Path, default=None, help="evidence TOML (default: packaged)")
     p.add_argument(
         "--strict", action="store_true", help=f"exit {EXIT_STRICT} if any fit converged poorly"
@@ -79,13 +93,17 @@ def register(sub) -> None:
         help="pseudo-patient reconstructions the IPD models are fitted to (default 4)",
     )
     p.add_argument(
-        "--ipd", type=Path, default=None, help="your individual-patient CSV (see the schema)"
+        "--ipd",
+        type=Path,
+        default=None,
+        help="your individual-patient CSV (see `khe-bayes reconstruct --schema`; default: none, "
+        "the patient data are reconstructed)",
     )
     p.add_argument(
         "--severity-interpretation",
         choices=["mean_score_at_visit", "mean_change_from_baseline"],
         default="mean_score_at_visit",
-        help="what the severity CIs are taken to be when reconstructing",
+        help="what the severity CIs are taken to be when reconstructing (default: %(default)s)",
     )
     p.add_argument(
         "--sensitivity",
@@ -99,33 +117,64 @@ def register(sub) -> None:
         type=int,
         default=None,
         help="run the model fits (one task per model and dataset) and the sensitivity refits "
-        "as tasks on a local Dask cluster of N processes",
+        "as tasks on a local Dask cluster of N processes (default: in this process)",
     )
-    where.add_argument("--scheduler", help="... or on an existing Dask cluster, tcp://HOST:PORT")
+    where.add_argument(
+        "--scheduler",
+        help="... or on an existing Dask cluster, tcp://HOST:PORT (default: none)",
+    )
     p.add_argument(
         "--store",
         type=Path,
         default=None,
-        help="keep each finished fit here, so a rerun resumes (with Dask)",
+        help="keep each finished fit here, so a rerun resumes (with Dask; default: a "
+        "temporary directory)",
+    )
+    p.add_argument(
+        "--max-datasets",
+        type=int,
+        default=8,
+        help="Rubin's rules: add reconstructions up to this many while the pooled mean's Monte "
+        "Carlo SE is >= 10%% of the posterior SD for a headline estimand (default 8)",
     )
     add_center_arguments(p)
+    add_assumption_arguments(p)
     add_sampler_arguments(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.datasets < 1:
-        raise InputError("--datasets must be at least 1")
-    if args.workers is not None and args.workers < 1:
-        raise InputError("--workers must be at least 1")
+    if args.list_assumptions:
+        print_assumptions(args)
+        return 0
+    check_count("--datasets", args.datasets, 1, 10_000)
+    check_count("--workers", args.workers, 1, 512)
     if args.store is not None and args.workers is None and args.scheduler is None:
         raise InputError("--store needs --workers or --scheduler (it stores Dask task results)")
-    check_can_write(Path(args.out), args.overwrite)
+    sampler = sampler_from_args(args)
+    centers = center_settings(args)
+    check_scheduler(args.scheduler)
     if args.ipd is not None:
+        from khe_bayes.study.ipd import load_ipd
+
         load_ipd(args.ipd)  # bad IPD: one error line, before any progress output or sampling
+    from khe_bayes.toolkit.outputs import check_can_write, check_destination
+
+    if args.store is not None:
+        check_destination(Path(args.store).absolute() / "x", label=f"--store {args.store}")
+    check_can_write(Path(args.out), args.overwrite)
+    from khe_bayes.study.reanalysis import (
+        REPO_MODELS,
+        ReanalysisSettings,
+        run_reanalysis,
+        stderr_progress,
+    )
+    from khe_bayes.study.reconstruct import ReconstructionSettings
+    from khe_bayes.toolkit.sweep import SweepOptions
+
     settings = ReanalysisSettings(
-        sampler=sampler_from_args(args),
-        models_dir=args.models,
+        sampler=sampler,
+        models_dir=args.models if args.models is not None else REPO_MODELS,
         evidence_file=args.evidence,
         strict=args.strict,
         datasets=args.datasets,
@@ -133,14 +182,26 @@ def run(args: argparse.Namespace) -> int:
         sensitivity=args.sensitivity,
         sweep=SweepOptions(workers=args.workers, scheduler=args.scheduler, store=args.store),
         reconstruction=ReconstructionSettings(
-            centers=center_settings(args), severity_interpretation=args.severity_interpretation
+            centers=centers,
+            severity_interpretation=args.severity_interpretation,
+            assumptions=assumption_settings(args),
         ),
+        max_datasets=max(args.max_datasets, args.datasets),
     )
-    result = run_reanalysis(settings, args.out, overwrite=args.overwrite)
+    from khe_bayes.toolkit.budget import warn_if_long_reanalysis
+
+    warn_if_long_reanalysis(
+        1 if args.ipd is not None else args.datasets, sampler, sensitivity=args.sensitivity
+    )
+    progress = (lambda _message: None) if getattr(args, "quiet", False) else stderr_progress
+    result = run_reanalysis(settings, args.out, overwrite=args.overwrite, progress=progress)
     if not result.converged:
         bad = result.diagnostics[~result.diagnostics["ok"]]
         for r in bad.itertuples():
-            print(f"khe-bayes: warning: poor convergence in {r.model}/{r.prior}: {r.problems}")
+            print(
+                f"khe-bayes: warning: poor convergence in {r.model}/{r.prior}: {r.problems}",
+                file=sys.stderr,
+            )
         if args.strict:
             return EXIT_STRICT
     return 0

@@ -6,16 +6,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from khe_bayes.commands.options import check_count, check_scheduler, probability
 from khe_bayes.commands.reanalyze import EXIT_STRICT
-from khe_bayes.errors import InputError
-from khe_bayes.families import load_spec
-from khe_bayes.manifest import sha256_file
-from khe_bayes.outputs import check_can_write, staged_directory, write_json
-from khe_bayes.plots import rank_histograms
-from khe_bayes.reanalysis import stderr_progress
-from khe_bayes.sampling import SamplerSettings
-from khe_bayes.sbc import N_RANKS, SBC_SAMPLER, collect, sbc_tasks, uniformity
-from khe_bayes.sweep import run_sweep
+from khe_bayes.toolkit.errors import InputError
+from khe_bayes.toolkit.settings import SBC_SAMPLER, SamplerSettings, settings_error_message
+
+N_RANKS = 100  # as khe_bayes.toolkit.sbc.N_RANKS (checked by a test): ranks 0..99
 
 
 def register(sub) -> None:
@@ -28,47 +24,105 @@ def register(sub) -> None:
         f"manifest.json to --out. Exit {EXIT_STRICT} if some parameter fails the uniformity "
         "rule. Each replication's result is kept in --store, so an interrupted run resumes.",
     )
-    p.add_argument("spec", type=Path)
-    p.add_argument("--out", required=True)
-    p.add_argument("--overwrite", action="store_true")
-    p.add_argument("--replications", type=int, default=200)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--draws", type=int, default=SBC_SAMPLER.draws, help="draws per chain")
-    p.add_argument("--tune", type=int, default=SBC_SAMPLER.tune)
-    p.add_argument("--chains", type=int, default=SBC_SAMPLER.chains)
-    p.add_argument("--bins", type=int, default=10, help="rank histogram bins for the test")
-    p.add_argument("--alpha", type=float, default=0.01, help="family-wise level of the test")
-    p.add_argument("--store", type=Path, help="task results (default: <out>.tasks beside --out)")
+    p.add_argument("spec", type=Path, help="a spec TOML, e.g. models/binomial_example.toml")
+    p.add_argument("--out", required=True, help="output directory (required)")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace --out if it is an earlier result"
+    )
+    p.add_argument(
+        "--replications",
+        type=int,
+        default=200,
+        help="simulated datasets, each fitted once (default: %(default)s)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    p.add_argument(
+        "--draws",
+        type=int,
+        default=SBC_SAMPLER.draws,
+        help="draws per chain (default: %(default)s)",
+    )
+    p.add_argument(
+        "--tune",
+        type=int,
+        default=SBC_SAMPLER.tune,
+        help="tuning steps per chain (default: %(default)s)",
+    )
+    p.add_argument(
+        "--chains", type=int, default=SBC_SAMPLER.chains, help="chains (default: %(default)s)"
+    )
+    p.add_argument(
+        "--bins",
+        type=int,
+        default=10,
+        help="rank histogram bins for the test (default: %(default)s)",
+    )
+    p.add_argument(
+        "--alpha",
+        type=probability,
+        default=0.01,
+        help="family-wise level of the uniformity test (default: %(default)s)",
+    )
+    p.add_argument(
+        "--store",
+        type=Path,
+        help="task results, kept so that a rerun resumes (default: <out>.tasks beside --out)",
+    )
     where = p.add_mutually_exclusive_group()
-    where.add_argument("--workers", type=int, default=1, help="local Dask worker processes")
-    where.add_argument("--scheduler", help="an existing Dask scheduler, tcp://HOST:PORT")
+    where.add_argument(
+        "--workers", type=int, default=1, help="local Dask worker processes (default: %(default)s)"
+    )
+    where.add_argument(
+        "--scheduler",
+        help="an existing Dask scheduler, tcp://HOST:PORT (default: a local cluster)",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from khe_bayes.families import load_spec
+    from khe_bayes.toolkit.outputs import check_can_write, check_destination
+
     out = Path(args.out)
-    check_can_write(out, args.overwrite)
     load_spec(args.spec)  # a bad spec fails here, before any work
-    if args.replications < 2 or args.workers < 1:
-        raise InputError("--replications must be at least 2, --workers at least 1")
+    check_count("--replications", args.replications, 2, 100_000)
+    check_count("--workers", args.workers, 1, 512)
+    check_count("--seed", args.seed, 0, 2**32 - 1, "a numpy seed")
     if args.bins < 2 or N_RANKS % args.bins:
         raise InputError(f"--bins must divide {N_RANKS} (the possible ranks): 2, 4, 5, 10, 20, ...")
+    try:
+        settings = SamplerSettings.model_validate(
+            {
+                **SBC_SAMPLER.model_dump(),
+                "draws": args.draws,
+                "tune": args.tune,
+                "chains": args.chains,
+            }
+        )
+    except ValueError as exc:
+        raise InputError(settings_error_message(exc)) from None
     if args.draws * args.chains < N_RANKS - 1:
         raise InputError(f"--draws x --chains must be at least {N_RANKS - 1} (draws to rank among)")
-    try:
-        settings = SBC_SAMPLER.model_copy(
-            update={"draws": args.draws, "tune": args.tune, "chains": args.chains}
-        )
-        SamplerSettings.model_validate(settings.model_dump())
-    except ValueError as exc:
-        raise InputError(f"sampler settings: {exc}".splitlines()[0]) from None
+    check_scheduler(args.scheduler)
+    if args.store is not None:
+        check_destination(Path(args.store).absolute() / "x", label=f"--store {args.store}")
+    check_can_write(out, args.overwrite)
+    from khe_bayes.study.reanalysis import stderr_progress
+    from khe_bayes.toolkit.plots import rank_histograms
+    from khe_bayes.toolkit.sbc import collect, sbc_tasks, uniformity
+    from khe_bayes.toolkit.sweep import run_sweep
+
     store = args.store or out.parent / f"{out.name}.tasks"
     tasks = sbc_tasks(args.spec, args.replications, seed=args.seed, settings=settings)
+    progress = (lambda _message: None) if getattr(args, "quiet", False) else stderr_progress
     results = run_sweep(
-        tasks, store, workers=args.workers, scheduler=args.scheduler, progress=stderr_progress
+        tasks, store, workers=args.workers, scheduler=args.scheduler, progress=progress
     )
     ranks, diags = collect(results)
     test = uniformity(ranks, n_ranks=N_RANKS, bins=args.bins, alpha=args.alpha)
+    from khe_bayes.toolkit.manifest import sha256_file
+    from khe_bayes.toolkit.outputs import staged_directory, write_json
+
     with staged_directory(out, overwrite=args.overwrite) as stage:
         ranks.to_csv(stage / "ranks.csv", index=False)
         test.to_csv(stage / "uniformity.csv", index=False)

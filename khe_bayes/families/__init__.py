@@ -20,12 +20,12 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from khe_bayes.errors import InputError
 from khe_bayes.families.base import Family, ReportedStatisticSpec, SpecBase
 from khe_bayes.families.glmm import BINOMIAL_GLMM, NORMAL_GLMM
 from khe_bayes.families.grouped import BINOMIAL, NORMAL
 from khe_bayes.families.khe import AGGREGATE, KHE_FAMILIES
-from khe_bayes.tomlio import read_toml, validate_as
+from khe_bayes.toolkit.errors import InputError
+from khe_bayes.toolkit.tomlio import read_toml, validate_as
 
 FAMILIES: dict[str, Family] = {
     f.name: f for f in (BINOMIAL, NORMAL, BINOMIAL_GLMM, NORMAL_GLMM, AGGREGATE, *KHE_FAMILIES)

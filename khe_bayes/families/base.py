@@ -11,8 +11,8 @@ from typing import Any, Literal
 import pymc as pm
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from khe_bayes.sampling import SamplerSettings
-from khe_bayes.summary import Threshold
+from khe_bayes.toolkit.sampling import SamplerSettings
+from khe_bayes.toolkit.summary import Threshold
 
 
 class SpecWarning(UserWarning):

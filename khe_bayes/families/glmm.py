@@ -61,7 +61,6 @@ import pymc as pm
 import pytensor.tensor as pt
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from khe_bayes.errors import InputError
 from khe_bayes.families.base import Family, SpecBase, SpecWarning
 from khe_bayes.families.formula import FormulaError, make_design, split_formula
 from khe_bayes.families.grouped import _numbers, _read_csv, check_spread, spread
@@ -74,7 +73,8 @@ from khe_bayes.families.quantities import (
     add_quantity,
     quantity_rows,
 )
-from khe_bayes.priors import Prior, prior
+from khe_bayes.toolkit.errors import InputError
+from khe_bayes.toolkit.priors import Prior, prior
 
 DEFAULTS = {
     "binomial": {

@@ -42,9 +42,9 @@ import pandas as pd
 import pymc as pm
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from khe_bayes.errors import InputError
 from khe_bayes.families.base import Family, SpecBase, SpecWarning
-from khe_bayes.priors import Prior, looks_like_precision_prior, precision_warning, prior
+from khe_bayes.toolkit.errors import InputError, check_input_path, control_character
+from khe_bayes.toolkit.priors import Prior, looks_like_precision_prior, precision_warning, prior
 
 
 class SpreadPriors(BaseModel):
@@ -97,6 +97,7 @@ class NormalSpec(SpecBase):
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
+    check_input_path(path)  # a symlink loop or a permission problem, in those words
     if not path.exists():
         raise InputError("data file not found", file=path)
     if not path.is_file():
@@ -140,6 +141,14 @@ def _require(frame, columns, path):
     for i, g in enumerate(frame["group"]):
         if not str(g).strip():
             raise InputError("empty group label", file=path, row=i + 2, column="group")
+        bad = control_character(str(g))
+        if bad:
+            raise InputError(
+                f"control character {bad} in group label {g!r}",
+                file=path,
+                row=i + 2,
+                column="group",
+            )
 
 
 def load_binomial(spec: BinomialSpec, spec_dir: Path) -> pd.DataFrame:

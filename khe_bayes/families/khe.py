@@ -1,15 +1,15 @@
 """The KHE analyses as registry families: the aggregate proportions (from the evidence) and the
-hierarchical IPD models (from an IPD CSV in the schema of khe_bayes.ipd)."""
+hierarchical IPD models (from an IPD CSV in the schema of khe_bayes.study.ipd)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
 
-from khe_bayes.aggregate import AggregateProportionSpec, build_proportion_model, outcome_data
-from khe_bayes.evidence import load_evidence
 from khe_bayes.families.base import Family, SpecBase
-from khe_bayes.hierarchical import (
+from khe_bayes.study.aggregate import AggregateProportionSpec, build_proportion_model, outcome_data
+from khe_bayes.study.evidence import load_evidence
+from khe_bayes.study.hierarchical import (
     ContrastPriors,
     ResponsePriors,
     SeverityPriors,
@@ -19,8 +19,8 @@ from khe_bayes.hierarchical import (
     build_severity_model,
     build_shrinkage_model,
 )
-from khe_bayes.ipd import load_ipd
-from khe_bayes.ipd_analysis import IPD_MODELS
+from khe_bayes.study.ipd import load_ipd
+from khe_bayes.study.ipd_analysis import IPD_MODELS
 
 
 class ResponseSpec(SpecBase):

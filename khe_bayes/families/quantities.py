@@ -15,9 +15,9 @@ import pymc as pm
 import pytensor.tensor as pt
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from khe_bayes.errors import InputError
 from khe_bayes.families.base import SpecWarning
 from khe_bayes.families.formula import Design
+from khe_bayes.toolkit.errors import InputError
 
 LEVEL_MEASURES = {"binomial": ("probability", "log_odds"), "normal": ("mean",)}
 CONTRAST_MEASURES = {

@@ -1,0 +1,119 @@
+"""Fitting: a built ``pm.Model`` in, an ArviZ ``DataTree`` out. Building never samples."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import sys
+import warnings
+from collections.abc import Hashable
+
+import numpy as np
+import pymc as pm
+import xarray as xr
+
+from khe_bayes.toolkit.datatree import dataset, set_group, stamp
+from khe_bayes.toolkit.interrupts import raise_if_interrupted
+from khe_bayes.toolkit.settings import SamplerSettings
+
+__all__ = ["SamplerSettings", "derive_seed", "fit", "with_seed"]
+
+
+def _show_progress(settings: SamplerSettings) -> bool:
+    if settings.progressbar is not None:
+        return settings.progressbar
+    return sys.stderr.isatty() and os.environ.get("CI") is None
+
+
+def fit(
+    model: pm.Model,
+    settings: SamplerSettings,
+    *,
+    posterior_predictive: bool = False,
+    prior_draws: int = 0,
+    attrs: dict | None = None,
+    compiled_as: Hashable | None = None,
+    log_likelihood: bool = True,
+) -> xr.DataTree:
+    """Sample ``model`` with NUTS and return a DataTree with ``posterior``, ``sample_stats``,
+    ``observed_data``, ``constant_data`` and (with ``log_likelihood``, for LOO) the pointwise
+    ``log_likelihood`` of every observed variable.
+
+    ``attrs`` (e.g. the spec that built the model) is stored JSON-encoded in the posterior attrs
+    so that a saved result can be traced and rebuilt. ``compiled_as`` (nutpie backend): a label
+    under which the compiled model is cached in this process, so later fits of models built by
+    the same builder with the same priors only swap their data in; without it the model is
+    compiled for this fit alone.
+    """
+    log_likelihood = log_likelihood and bool(model.observed_RVs)
+    try:
+        if settings.backend == "nutpie":
+            idata = _fit_nutpie(model, settings, compiled_as, log_likelihood)
+        else:
+            idata = _fit_pymc(model, settings, log_likelihood)
+    except Exception:
+        raise_if_interrupted()  # e.g. chains of unequal length after nutpie's abort on Ctrl-C
+        raise
+    raise_if_interrupted()  # PyMC and nutpie return a truncated trace on Ctrl-C: not a result
+    with model:
+        if prior_draws:
+            prior = pm.sample_prior_predictive(prior_draws, random_seed=settings.seed)
+            for group in ("prior", "prior_predictive"):
+                if group in prior:
+                    set_group(idata, group, dataset(prior, group))
+        if posterior_predictive:
+            pm.sample_posterior_predictive(
+                idata,
+                var_names=[rv.name for rv in model.observed_RVs],
+                extend_inferencedata=True,
+                random_seed=settings.seed,
+                progressbar=False,
+            )
+    extra = {"sampler_settings": settings.model_dump_json()}
+    for key, value in (attrs or {}).items():
+        extra[key] = value if isinstance(value, str) else json.dumps(value)
+    stamp(idata, extra)
+    return idata
+
+
+def _fit_nutpie(
+    model: pm.Model, settings: SamplerSettings, label: Hashable | None, log_likelihood: bool
+) -> xr.DataTree:
+    from khe_bayes.toolkit.compiled import CompiledSampler, process_cache
+
+    cache = process_cache()
+    sampler = CompiledSampler(model) if label is None else cache.sampler_for(model, label)
+    return sampler.sample(model, settings, log_likelihood=log_likelihood)
+
+
+def _fit_pymc(model: pm.Model, settings: SamplerSettings, log_likelihood: bool) -> xr.DataTree:
+    cores = settings.cores or min(settings.chains, os.cpu_count() or 1)
+    if multiprocessing.current_process().daemon:  # e.g. a Dask worker: may not start processes
+        cores = 1  # same draws: PyMC seeds each chain alike whether sequential or parallel
+    with model, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*chains for robust computation.*")
+        return pm.sample(
+            nuts_sampler="pymc",
+            draws=settings.draws,
+            tune=settings.tune,
+            chains=settings.chains,
+            cores=cores,
+            target_accept=settings.target_accept,
+            random_seed=settings.seed,
+            progressbar=_show_progress(settings),
+            idata_kwargs={"log_likelihood": log_likelihood},
+            compute_convergence_checks=False,
+        )
+
+
+def derive_seed(seed: int, *labels: str) -> int:
+    """A reproducible child seed for one fit, so sibling fits do not share random streams."""
+    import zlib
+
+    keys = [seed, *(zlib.crc32(label.encode()) for label in labels)]
+    return int(np.random.SeedSequence(keys).generate_state(1)[0])
+
+
+def with_seed(settings: SamplerSettings, seed: int) -> SamplerSettings:
+    return settings.model_copy(update={"seed": seed})
