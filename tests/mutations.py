@@ -44,7 +44,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "prior_grid_ignores_effect_prior",
         "prior grid: the effect prior of a cell is ignored (the default prior is used)",
-        "khe_bayes/sensitivity.py",
+        "khe_bayes/study/sensitivity.py",
         'update={t.effect_field: effect_prior, "center_sd": sd_prior}',
         'update={"center_sd": sd_prior}',
         (
@@ -54,7 +54,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "aggregate_ignores_rate_prior",
         "aggregate model: the Beta prior of a prior set is ignored (always Beta(1, 1))",
-        "khe_bayes/aggregate.py",
+        "khe_bayes/study/aggregate.py",
         'rate = priors.rate.create("rate", dims="outcome")',
         'rate = pm.Beta("rate", 1.0, 1.0, dims="outcome")',
         (
@@ -64,7 +64,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "pooling_drops_between_variance",
         "pooling: the between-dataset variance is left out of the total (share always 0)",
-        "khe_bayes/pooling.py",
+        "khe_bayes/toolkit/pooling.py",
         "        total = within + between\n",
         "        total = within\n        between = 0.0\n",
         ("tests/test_pooling.py::test_law_of_total_variance_exact",),
@@ -72,7 +72,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "contrast_groups_swapped",
         "age difference computed KMP minus non-KMP (groups swapped in the contrast)",
-        "khe_bayes/statistics.py",
+        "khe_bayes/study/statistics.py",
         '_pooled_t"): lambda ipd: t_two_sample_pooled(\n'
         '        _col(ipd, "age_months", ~_kmp(ipd)), _col(ipd, "age_months", _kmp(ipd))',
         '_pooled_t"): lambda ipd: t_two_sample_pooled(\n'
@@ -83,7 +83,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "combination_contrast_wrong_group",
         "combination vs alone compares combination with all non-combination patients "
         "(non-KMP included)",
-        "khe_bayes/statistics.py",
+        "khe_bayes/study/statistics.py",
         'return (ipd["arm"] == "sirolimus") & _kmp(ipd)',
         'return ipd["arm"] == "sirolimus"',
         ("tests/test_statistics_mapping.py",),
@@ -91,7 +91,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "p_value_from_wrong_test",
         "mean score at a visit printed with its one-sample p instead of the paired test's",
-        "khe_bayes/statistics.py",
+        "khe_bayes/study/statistics.py",
         'return _with_p(t_one_sample(_col(ipd, f"severity_{visit}")), t_paired(before, after).p)',
         'return t_one_sample(_col(ipd, f"severity_{visit}"))',
         ("tests/test_statistics_mapping.py",),
@@ -99,7 +99,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "loco_mislabels_center",
         "leave-one-center-out: the refit drops the next center, the row names another",
-        "khe_bayes/sensitivity.py",
+        "khe_bayes/study/sensitivity.py",
         'subset = data[data["center"].astype(str) != center].reset_index(drop=True)',
         'others = sorted(data["center"].astype(str).unique())\n'
         "    center_dropped = others[(others.index(center) + 1) % len(others)]\n"
@@ -111,7 +111,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "loco_refits_fail",
         "leave-one-center-out: every refit fails and is recorded as a note",
-        "khe_bayes/sensitivity.py",
+        "khe_bayes/study/sensitivity.py",
         '    subset = data[data["center"].astype(str) != center].reset_index(drop=True)\n',
         '    subset = data[data["center"].astype(str) != center].reset_index(drop=True)\n'
         "    subset = subset.iloc[:0]\n",
@@ -122,7 +122,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "verdict_threshold_flipped",
         "verdict rule: consistent and inconsistent thresholds swapped",
-        "khe_bayes/ppc.py",
+        "khe_bayes/study/ppc.py",
         "    consistent_at: float = 0.05\n    inconsistent_below: float = 0.005\n",
         "    consistent_at: float = 0.005\n    inconsistent_below: float = 0.05\n",
         ("tests/test_ppc.py",),
@@ -130,7 +130,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "verdict_comparison_flipped",
         "verdict rule: consistent when the evidence is below the threshold",
-        "khe_bayes/ppc.py",
+        "khe_bayes/study/ppc.py",
         "        if evidence >= self.consistent_at:",
         "        if evidence < self.consistent_at:",
         ("tests/test_ppc.py",),
@@ -138,7 +138,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "pooled_rhat_best_not_worst",
         "pooled summary: best per-dataset R-hat reported instead of the worst",
-        "khe_bayes/pooling.py",
+        "khe_bayes/toolkit/pooling.py",
         'stats["r_hat"] = pd.concat([p["r_hat"] for p in per], axis=1).max(axis=1)',
         'stats["r_hat"] = pd.concat([p["r_hat"] for p in per], axis=1).min(axis=1)',
         ("tests/test_pooled_summary.py",),
@@ -146,7 +146,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "pooled_ess_flag_on_best_dataset",
         "pooled summary: low ESS flagged only if every dataset is low",
-        "khe_bayes/pooling.py",
+        "khe_bayes/toolkit/pooling.py",
         'min_bulk = pd.concat([p["ess_bulk"] for p in per], axis=1).min(axis=1)',
         'min_bulk = pd.concat([p["ess_bulk"] for p in per], axis=1).max(axis=1)',
         ("tests/test_pooled_summary.py",),
@@ -154,7 +154,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "replicate_visits_swapped",
         "replicate_ipd: 6- and 12-month replicated responses written to each other's column",
-        "khe_bayes/ipd_analysis.py",
+        "khe_bayes/study/ipd_analysis.py",
         'for v, visit in enumerate(("6m", "12m")):',
         'for v, visit in enumerate(("12m", "6m")):',
         ("tests/test_replicate_ipd.py",),
@@ -162,7 +162,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "replicate_wrong_dataset",
         "replicate_ipd: every dataset replicated from the first dataset's draws",
-        "khe_bayes/ipd_analysis.py",
+        "khe_bayes/study/ipd_analysis.py",
         '"age": _draws_of(fits["kmp_contrasts"], "age", m),',
         '"age": _draws_of(fits["kmp_contrasts"], "age", 0),',
         ("tests/test_replicate_ipd.py",),
@@ -170,7 +170,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "verify_always_reproduces",
         "verify: an interval is accepted whatever it prints as",
-        "khe_bayes/reconstruct.py",
+        "khe_bayes/study/reconstruct.py",
         '"reproduces_ci": interval_prints_as(result, ci),',
         '"reproduces_ci": True,',
         ("tests/test_statistics_mapping.py",),
@@ -178,7 +178,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "verify_loose_rounding",
         "verify: rounding tolerance 0.05 instead of floating point (1e-9)",
-        "khe_bayes/reconstruct.py",
+        "khe_bayes/study/reconstruct.py",
         "    hi = rounding_interval(ci.upper, ci.decimals)\n    tol = 1e-9\n",
         "    hi = rounding_interval(ci.upper, ci.decimals)\n    tol = 0.05\n",
         ("tests/test_statistics_mapping.py",),
@@ -186,7 +186,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "threshold_mcse_ignores_autocorrelation",
         "threshold probabilities: MCSE from the number of draws, not the ESS",
-        "khe_bayes/summary.py",
+        "khe_bayes/toolkit/summary.py",
         'ess = float(az.ess(hits.reshape(n_chain, -1).astype(float), method="bulk"))',
         "ess = float(hits.size)",
         ("tests/test_summary.py",),
@@ -194,7 +194,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "threshold_direction_flipped",
         "threshold probabilities: P(x < v) reported for P(x > v)",
-        "khe_bayes/summary.py",
+        "khe_bayes/toolkit/summary.py",
         'hits = draws > t.value if t.direction == ">" else draws < t.value',
         'hits = draws < t.value if t.direction == ">" else draws > t.value',
         ("tests/test_summary.py",),
@@ -202,7 +202,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "hdi_is_equal_tailed",
         "posterior summary: the 95% HDI columns hold the equal-tailed interval",
-        "khe_bayes/summary.py",
+        "khe_bayes/toolkit/summary.py",
         'table = hdi[["mean", "sd", LOWER, UPPER]].join(eti[["median", "eti95_lb", "eti95_ub"]])',
         'table = hdi[["mean", "sd"]].join(eti[["median", "eti95_lb", "eti95_ub"]])\n'
         '    table[LOWER], table[UPPER] = table["eti95_lb"], table["eti95_ub"]',
@@ -211,7 +211,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "side_by_side_unscaled",
         "side-by-side: the percentage scale not applied to the posterior draws",
-        "khe_bayes/side_by_side.py",
+        "khe_bayes/toolkit/side_by_side.py",
         "draws = select_draws(idata, p.quantity) * p.scale",
         "draws = select_draws(idata, p.quantity)",
         ("tests/test_side_by_side.py",),
@@ -219,7 +219,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "wilson_centre_wrong",
         "Wilson interval: z^2/n instead of z^2/(2n) in the centre",
-        "khe_bayes/freq.py",
+        "khe_bayes/toolkit/freq.py",
         "centre = (p_hat + z**2 / (2 * n)) / (1 + z**2 / n)",
         "centre = (p_hat + z**2 / n) / (1 + z**2 / n)",
         ("tests/test_freq.py",),
@@ -227,7 +227,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "welch_df_pooled",
         "Welch t: pooled degrees of freedom instead of Satterthwaite",
-        "khe_bayes/freq.py",
+        "khe_bayes/toolkit/freq.py",
         "df = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))",
         "df = a.size + b.size - 2",
         ("tests/test_freq.py",),
@@ -235,7 +235,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "rule_of_three_off",
         "zero events: rule of three as 3/(n+1)",
-        "khe_bayes/aggregate.py",
+        "khe_bayes/study/aggregate.py",
         "    return 3.0 / n\n",
         "    return 3.0 / (n + 1)\n",
         ("tests/test_aggregate.py::test_zero_event_bounds",),
@@ -243,7 +243,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "report_truncates_numbers",
         "report: numbers truncated instead of rounded when printed",
-        "khe_bayes/report.py",
+        "khe_bayes/toolkit/report.py",
         '        return f"{value:.{digits}f}"\n',
         '        return f"{np.trunc(value * 10**digits) / 10**digits:.{digits}f}"\n',
         ("tests/test_output_values.py::test_every_number_in_the_report_tables_is_the_csv_number",),
@@ -251,7 +251,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "report_thresholds_complement",
         "report: threshold table prints P(not statement)",
-        "khe_bayes/report_sections.py",
+        "khe_bayes/study/report_sections.py",
         'aggregate.thresholds[["prior", "statement", "probability", "mcse", "label"]]',
         'aggregate.thresholds.assign(probability=lambda f: 1 - f["probability"])[\n'
         '                ["prior", "statement", "probability", "mcse", "label"]\n            ]',
@@ -260,7 +260,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "sbc_uniformity_no_bonferroni",
         "SBC: the family-wise alpha is not divided by the number of parameters",
-        "khe_bayes/sbc.py",
+        "khe_bayes/toolkit/sbc.py",
         '"threshold": alpha / n_params,\n                "uniform": bool(p >= alpha / n_params),',
         '"threshold": alpha,\n                "uniform": bool(p >= alpha),',
         ("tests/test_sbc.py::test_fast_sbc_power_is_as_stated",),

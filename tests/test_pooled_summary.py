@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from khe_bayes.pooling import PooledFit, pool, pooled_summary, reconstruction_variance_share
+from khe_bayes.toolkit.pooling import PooledFit, pool, pooled_summary, reconstruction_variance_share
 
 
 def posterior(values: np.ndarray, divergent: int = 0) -> xr.DataTree:

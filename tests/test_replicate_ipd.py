@@ -17,11 +17,11 @@ import pytest
 import xarray as xr
 from conftest import SMALL_IPD
 
-from khe_bayes.hierarchical.response import response_long
-from khe_bayes.hierarchical.severity import severity_long
-from khe_bayes.ipd_analysis import IPDResult, replicate_ipd
-from khe_bayes.pooling import PooledFit
-from khe_bayes.statistics import recompute
+from khe_bayes.study.hierarchical.response import response_long
+from khe_bayes.study.hierarchical.severity import severity_long
+from khe_bayes.study.ipd_analysis import IPDResult, replicate_ipd
+from khe_bayes.study.statistics import recompute
+from khe_bayes.toolkit.pooling import PooledFit
 
 N_DRAWS = 4
 

@@ -2,7 +2,7 @@
 small patient table, and `verify` shown failing on datasets that do not reproduce a number.
 
 The references below use only numpy and scipy's own tests (``ttest_ind``, ``ttest_rel``,
-``ttest_1samp``, ``binomtest``), never khe_bayes.freq, so a wrong column, a wrong group, a
+``ttest_1samp``, ``binomtest``), never khe_bayes.toolkit.freq, so a wrong column, a wrong group, a
 swapped difference or a p-value taken from the wrong test shows up as a mismatch. Everything
 is deterministic: the tolerance is floating-point (rel 1e-10).
 """
@@ -14,9 +14,9 @@ import pytest
 from conftest import SMALL_IPD
 from scipy import stats
 
-from khe_bayes.evidence import load_evidence
-from khe_bayes.reconstruct import ReconstructionSettings, reconstruct_datasets, verify
-from khe_bayes.statistics import STATISTICS, recompute
+from khe_bayes.study.evidence import load_evidence
+from khe_bayes.study.reconstruct import ReconstructionSettings, reconstruct_datasets, verify
+from khe_bayes.study.statistics import STATISTICS, recompute
 
 IPD = SMALL_IPD
 KMP = IPD["kmp"] == 1

@@ -104,7 +104,7 @@ def test_posterior_stats_against_numpy_and_a_brute_force_hdi():
     mean and median are exact; sample-quantile conventions differ by at most one gap between
     neighbouring draws (~0.05 here), so the intervals are checked to 0.1; the SD to the ddof
     convention (rel 1e-3 at 2000 draws)."""
-    from khe_bayes.summary import posterior_stats
+    from khe_bayes.toolkit.summary import posterior_stats
 
     rng = np.random.default_rng(3)
     values = np.stack([rng.gamma(2.0, 1.0, size=(2, 1000)), rng.normal(size=(2, 1000))], axis=-1)
