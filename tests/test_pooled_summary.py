@@ -74,7 +74,7 @@ def test_low_ess_in_one_dataset_is_flagged_even_if_the_total_is_large():
     assert min(per) - 1e-6 <= row["ess_bulk"] <= sum(per) + 1e-6
 
 
-# --- Rubin's rules (issue 15) ---------------------------------------------------------------------
+# --- Rubin's rules ---------------------------------------------------------------------
 
 # Three datasets whose draws have exactly known means and variances.
 BASE = np.array([[-1.0, 1.0, -2.0, 2.0], [0.5, -0.5, 1.5, -1.5]])  # mean 0, variance 1.875
@@ -82,7 +82,6 @@ MEANS = np.array([1.0, 2.0, 6.0])
 SCALES = np.array([1.0, 2.0, 1.0])
 
 
-@pytest.mark.xfail(strict=True, reason="Rubin pooling lands with issue 15")
 def test_rubin_total_variance_share_and_mcse():
     """Rubin (1987): W = mean within-dataset variance; B = variance of the dataset means with
     ddof = 1; T = W + (1 + 1/M) B. The reported SD is sqrt(T), the reconstruction's share
