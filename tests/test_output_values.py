@@ -167,7 +167,8 @@ def _rule(evidence: float) -> str:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="written before main merged issues 14/15/19; the evidence column now also covers other checks: adapt",
+    reason="to adapt after the merge of issues 14/15/19: "
+    "the evidence column now also covers other checks",
 )
 def test_ppc_verdicts_follow_the_stated_rule(result_dir):
     table = pd.read_csv(result_dir / "ppc_reported.csv")
@@ -184,7 +185,8 @@ def test_ppc_verdicts_follow_the_stated_rule(result_dir):
 
 @pytest.mark.xfail(
     strict=True,
-    reason="written before main merged issues 14/15/19; the .nc now holds more datasets than --datasets 2: adapt",
+    reason="to adapt after the merge of issues 14/15/19: "
+    "the .nc now holds more datasets than --datasets 2",
 )
 def test_ipd_summary_is_the_pooled_posterior_written_beside_it(result_dir):
     """ipd_summary.csv against the pooled draws in each model's .nc: the pooled mean (equal
@@ -273,7 +275,8 @@ def _csv_tables(result_dir) -> dict[str, pd.DataFrame]:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="written before main merged issues 14/15/19; the report now prints readable values such as <0.001: adapt",
+    reason="to adapt after the merge of issues 14/15/19: "
+    "the report now prints readable values such as <0.001",
 )
 def test_every_number_in_the_report_tables_is_the_csv_number(result_dir):
     """Each table of report.md whose columns all appear in one CSV is matched to that CSV's rows
