@@ -28,6 +28,8 @@ FAST = [
     "5",
     "--datasets",
     "2",  # two reconstructions: pooling runs end to end
+    "--max-datasets",
+    "2",  # and no growth towards the Monte Carlo target (which the report then flags)
     "--no-progress",
     "--no-sensitivity",
 ]
