@@ -38,15 +38,17 @@ r (each visit 1, 0 or not seen) has likelihood::
     P(r | c, k) = E_Z[ prod_{seen v} Bernoulli(r_v | invlogit(eta_{c,k,v} + patient_sd * Z)) ],
     Z ~ Normal(0, 1),
 
-computed by the trapezoidal rule on a fixed grid (z from -9 to 9 in steps of 0.25, 73 nodes; for
-a smooth integrand decaying like the normal density it converges geometrically: error in a
-cell's log-probability < 1e-9 for patient_sd <= 3, a HalfNormal(1) 99.7% quantile, and ~3e-6 at
-patient_sd = 5; 21-node Gauss-Hermite, used for the estimands below, is off by up to 2e-3 at
-patient_sd = 3 for these products of logistics; tests/test_hierarchical_structure.py checks
-the log density against scipy's adaptive quadrature, patient by patient). Patients in the same cell (center x KMP status x pattern: 9 patterns, with
-missing visits) share one term, so the log-likelihood is ``sum_cells count * log P(r | c, k)``
-and the posterior of every other parameter is that of the model with a sampled ``patient_z``
-per patient (same prior, same likelihood after integration; ``patient_sd`` keeps its meaning).
+computed by the trapezoidal rule on a fixed grid (z from -9 to 9 in steps of 0.25, 73 nodes),
+which converges geometrically for a smooth integrand with normal tails: the error in a cell's
+log-probability is < 1e-9 for patient_sd <= 3 (a HalfNormal(1) 99.7% quantile) and about 3e-6
+at patient_sd = 5, where 21-node Gauss-Hermite is off by up to 2e-3 at patient_sd = 3 for a
+product of two logistics. tests/test_hierarchical_structure.py checks the log density against
+scipy's adaptive quadrature, patient by patient. Patients in the same cell (center x KMP status
+x pattern; 9 patterns, missing visits included) share one term, so the log-likelihood is
+``sum_cells count * log P(r | c, k)`` and the posterior of every other parameter is that of the
+model with a sampled ``patient_z`` per patient (:func:`build_response_model_per_patient`: same
+priors, the same likelihood once integrated; ``patient_sd`` keeps its meaning;
+tests/test_response_marginal_slow.py compares the posterior means by sampling both).
 The cell grid is fixed by the centers, so the model's shapes do not depend on the dataset's
 response or missingness pattern and one compiled sampler serves every reconstruction.
 
@@ -234,6 +236,58 @@ def build_response_model(ipd: pd.DataFrame, priors: ResponsePriors | None = None
         at_center = _population_average(
             status_logit[:, None, :] + center_effect[None, :, None], patient_sd
         )  # visit x center x status
+        pm.Deterministic(
+            "center_response_rate", (at_center * mix).sum(axis=2), dims=("visit", "center")
+        )
+    return model
+
+
+def build_response_model_per_patient(
+    ipd: pd.DataFrame, priors: ResponsePriors | None = None
+) -> pm.Model:
+    """The same model with the patient effect sampled (``patient_z`` [patient], non-centered)
+    and one Bernoulli row per observed (patient, visit): the reference that
+    :func:`build_response_model` integrates, used to check it (same priors, same estimands) and
+    as the naive baseline of benchmarks/bench_compile_once.py."""
+    priors = priors or ResponsePriors()
+    center, centers = center_index(ipd)
+    kmp = numeric(ipd["kmp"])
+    long = response_long(ipd)
+    coords = {
+        "center": centers,
+        "patient": list(ipd["patient_id"].astype(str)),
+        "visit": list(VISITS),
+        "kmp_status": list(KMP_STATUS),
+        "obs": np.arange(len(long)),
+    }
+    with pm.Model(coords=coords) as model:
+        intercept = priors.intercept.create("intercept", dims="visit")
+        kmp_effect = priors.kmp_effect.create("kmp_effect")
+        center_effect = center_effects(priors.center_sd)
+        patient_sd = priors.patient_sd.create("patient_sd")
+        patient_z = pm.Normal("patient_z", 0.0, 1.0, dims="patient")
+        p_idx = pm.Data("obs_patient", long["patient"].to_numpy(), dims="obs")
+        v_idx = pm.Data("obs_visit", long["visit"].to_numpy(), dims="obs")
+        kmp_data = pm.Data("kmp", kmp, dims="patient")
+        center_data = pm.Data("patient_center", center, dims="patient")
+        logit_p = (
+            intercept[v_idx]
+            + kmp_effect * kmp_data[p_idx]
+            + center_effect[center_data[p_idx]]
+            + patient_sd * patient_z[p_idx]
+        )
+        observed = pm.Data("response_observed", long["response"].to_numpy(), dims="obs")
+        pm.Bernoulli("response", logit_p=logit_p, observed=observed, dims="obs")
+
+        status_logit = intercept[:, None] + kmp_effect * np.array([0.0, 1.0])[None, :]
+        by_kmp = _population_average(status_logit, patient_sd)
+        pm.Deterministic("response_rate_by_kmp", by_kmp, dims=("visit", "kmp_status"))
+        share_kmp = kmp_data.mean()
+        mix = pt.stack([1 - share_kmp, share_kmp])
+        pm.Deterministic("response_rate", (by_kmp * mix).sum(axis=1), dims="visit")
+        at_center = _population_average(
+            status_logit[:, None, :] + center_effect[None, :, None], patient_sd
+        )
         pm.Deterministic(
             "center_response_rate", (at_center * mix).sum(axis=2), dims=("visit", "center")
         )
