@@ -19,7 +19,7 @@ from khe_bayes.hierarchical import (
     build_severity_model,
     build_shrinkage_model,
 )
-from khe_bayes.hierarchical.response import replicated_responses
+from khe_bayes.hierarchical.response import response_long
 from khe_bayes.hierarchical.severity import severity_long
 from khe_bayes.identification import SET, identification_table, prior_moments
 from khe_bayes.model_comparison import compare_loo
@@ -297,20 +297,17 @@ def replicate_ipd(result: IPDResult, draws_per_dataset: int = 100, seed: int = 0
     """Replicated patient datasets from the posterior predictive, with the paper's statistics
     re-computed on each (every statistic and interpretation in statistics.STATISTICS).
 
-    Response comes from the response model (its replicated cell counts, assigned to the patients
-    of each cell group in a random order: the law of simulating each patient's effect), integer
-    severity scores from the ordinal model, ages and shrinkage from the KMP-contrast model; each
-    statistic uses columns of one model only.
+    Response comes from the response model, integer severity scores from the ordinal model, ages
+    and shrinkage from the KMP-contrast model; each statistic uses columns of one model only.
     """
     rng = np.random.default_rng(seed)
     fits = result.fits
     rows = []
     for m, data in enumerate(result.datasets):
-        sev = severity_long(data)
+        resp, sev = response_long(data), severity_long(data)
         shrink_seen = ~pd.to_numeric(data["shrinkage_12m"], errors="coerce").isna().to_numpy()
         pp = {
-            # cell counts [center, kmp_status, pattern]; per patient via replicated_responses
-            "response": _draws_of(fits["response"], "response_counts", m),
+            "response": _draws_of(fits["response"], "response", m),
             "score": _draws_of(fits["severity_ordinal"], "score", m),
             "age": _draws_of(fits["kmp_contrasts"], "age", m),
             "shrinkage": _draws_of(fits["kmp_contrasts"], "shrinkage", m),
@@ -318,9 +315,11 @@ def replicate_ipd(result: IPDResult, draws_per_dataset: int = 100, seed: int = 0
         n_draws = min(len(v) for v in pp.values())
         for j in rng.choice(n_draws, size=min(draws_per_dataset, n_draws), replace=False):
             rep = data.copy()
-            responses = replicated_responses(data, pp["response"][j], rng)
             for v, visit in enumerate(("6m", "12m")):
-                rep[f"response_{visit}"] = responses[:, v]
+                at = resp["visit"].to_numpy() == v
+                col = np.array(rep[f"response_{visit}"], dtype=float)
+                col[resp["patient"].to_numpy()[at]] = pp["response"][j][at]
+                rep[f"response_{visit}"] = col
             for v, visit in enumerate(("0m", "6m", "12m")):
                 at = sev["visit"].to_numpy() == v
                 col = np.array(rep[f"severity_{visit}"], dtype=float)

@@ -11,6 +11,7 @@ from khe_bayes.evidence import load_evidence
 from khe_bayes.hierarchical import (
     build_contrast_model,
     build_response_model,
+    build_response_model_cells,
     build_severity_model,
     build_shrinkage_model,
 )
@@ -34,8 +35,52 @@ def _point_function(model, names):
     return model.compile_fn(outs, inputs=model.value_vars, on_unused_input="ignore")
 
 
-def test_response_model_structure():
+def test_per_patient_response_model_structure():
     m = build_response_model(IPD)
+    assert m.coords["center"] == tuple(CENTERS) and len(m.coords["patient"]) == 52
+    assert m.coords["visit"] == ("6m", "12m") and m.coords["kmp_status"] == ("non_kmp", "kmp")
+    assert m.named_vars_to_dims["center_response_rate"] == ("visit", "center")
+    assert m.named_vars_to_dims["response_rate_by_kmp"] == ("visit", "kmp_status")
+    free = {v.name for v in m.free_RVs}
+    # non-centered center and patient effects (a patient's two visits are not independent)
+    assert free == {"intercept", "kmp_effect", "center_sd", "center_z", "patient_sd", "patient_z"}
+    assert "center_effect" in {d.name for d in m.deterministics}
+
+
+def test_per_patient_response_log_density_matches_scipy():
+    m = build_response_model(IPD)
+    point = {
+        "intercept": np.array([2.0, 2.5]),
+        "kmp_effect": 0.3,
+        "center_sd_log__": np.log(0.7),
+        "center_z": np.linspace(-1, 1, len(CENTERS)),
+        "patient_sd_log__": np.log(0.5),
+        "patient_z": np.linspace(-2, 2, 52),
+    }
+    got = m.compile_logp(jacobian=False)(point)
+    long = response_long(IPD)
+    kmp = IPD["kmp"].to_numpy(float)
+    eff = 0.7 * point["center_z"]
+    logit = (
+        point["intercept"][long["visit"]]
+        + 0.3 * kmp[long["patient"]]
+        + eff[CENTER[long["patient"]]]
+        + 0.5 * point["patient_z"][long["patient"]]
+    )
+    expected = (
+        stats.halfnorm.logpdf(0.5, scale=1)
+        + stats.norm.logpdf(point["patient_z"]).sum()
+        + stats.norm.logpdf(point["intercept"], 1, 1.5).sum()
+        + stats.norm.logpdf(0.3, 0, 1)
+        + stats.halfnorm.logpdf(0.7, scale=1)
+        + stats.norm.logpdf(point["center_z"]).sum()
+        + stats.bernoulli.logpmf(long["response"], special.expit(logit)).sum()
+    )
+    assert got == pytest.approx(expected, rel=1e-9)
+
+
+def test_response_model_structure():
+    m = build_response_model_cells(IPD)
     assert m.coords["center"] == tuple(CENTERS)
     assert m.coords["visit"] == ("6m", "12m") and m.coords["kmp_status"] == ("non_kmp", "kmp")
     assert len(m.coords["pattern"]) == 9  # 6m and 12m each responded / not / not seen
@@ -89,7 +134,7 @@ def test_response_marginal_log_density_is_the_integrated_joint(seed):
     ipd.loc[2, "response_12m"] = np.nan
     ipd.loc[[3, 4], "response_6m"] = 0
     ipd.loc[[4, 5], "response_12m"] = 0
-    m = build_response_model(ipd)
+    m = build_response_model_cells(ipd)
     center_sd, patient_sd = rng.uniform(0.05, 2.0), rng.uniform(0.05, 3.0)
     point = {
         "intercept": rng.normal(1.5, 1.0, size=2),
@@ -117,7 +162,7 @@ def test_response_cell_log_density_fails_if_the_patient_effect_is_ignored():
     ipd = IPD.copy()
     ipd.loc[[3, 4], "response_6m"] = 0
     ipd.loc[[4, 5], "response_12m"] = 0
-    m = build_response_model(ipd)
+    m = build_response_model_cells(ipd)
     point = {
         "intercept": np.array([2.0, 2.5]),
         "kmp_effect": 0.3,
@@ -148,7 +193,7 @@ def test_response_predictive_is_the_per_patient_law():
     """Posterior-predictive counts (multinomial per center x KMP x visits-seen group) against
     simulating each patient's effect and Bernoulli responses: the share of patients who
     respond at both visits agrees within 4.5 Monte Carlo SEs (fixed seeds, 4000 draws)."""
-    m = build_response_model(IPD)
+    m = build_response_model_cells(IPD)
     n = 4000
     draws = {
         "intercept": np.tile([0.5, 1.0], (1, n, 1)),
@@ -184,7 +229,7 @@ def test_response_predictive_is_the_per_patient_law():
 
 
 def test_response_rates_are_the_stated_averages():
-    m = build_response_model(IPD)
+    m = build_response_model_cells(IPD)
     fn = _point_function(m, ["response_rate", "response_rate_by_kmp"])
     point = {
         "intercept": np.array([2.0, 2.5]),
@@ -348,7 +393,8 @@ def test_missing_follow_up_drops_observations():
     ipd.loc[0, "severity_12m"] = np.nan
     ipd.loc[1, "response_6m"] = np.nan
     assert len(build_severity_model(ipd, "gaussian").coords["obs"]) == 52 * 3 - 1
-    counts = build_response_model(ipd)["cell_count"].get_value()
+    assert len(build_response_model(ipd).coords["obs"]) == 52 * 2 - 1
+    counts = build_response_model_cells(ipd)["cell_count"].get_value()
     assert counts.sum() == 52  # every patient in one cell, the missing visit in its pattern
     seen_6m = [i for i, p in enumerate(PATTERNS) if p[0] is not None]
     assert counts[..., seen_6m].sum() == 52 - 1

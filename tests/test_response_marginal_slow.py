@@ -11,7 +11,7 @@ import pytest
 from khe_bayes.evidence import load_evidence
 from khe_bayes.hierarchical.response import (
     build_response_model,
-    build_response_model_per_patient,
+    build_response_model_cells,
 )
 from khe_bayes.ipd_analysis import IPD_MODELS
 from khe_bayes.reconstruct import reconstruct_datasets
@@ -26,7 +26,7 @@ def test_marginal_and_per_patient_posteriors_agree():
     settings = SamplerSettings(draws=3000, tune=1500, chains=4, seed=3, target_accept=0.99)
     fits = [
         fit(build(data), settings, log_likelihood=False)
-        for build in (build_response_model, build_response_model_per_patient)
+        for build in (build_response_model_cells, build_response_model)
     ]
     means = [az.summary(f, var_names=VARS, kind="stats", round_to="none")["mean"] for f in fits]
     mcse = [

@@ -31,9 +31,17 @@ absurd between-center variation on the log-odds scale; ``patient_sd ~ HalfNormal
 for patients (with 3 non-responses in 104 observations the data say little about it; the prior
 keeps it from running off).
 
-Likelihood by sufficient statistics. The patient effect enters only through a patient's own
-visits, so it is integrated out: a patient at center c with KMP status k and response pattern
-r (each visit 1, 0 or not seen) has likelihood::
+Two builders with the same priors, estimands and posterior: :func:`build_response_model`
+(the patient effect sampled, one Bernoulli row per observation; what the reanalysis fits) and
+:func:`build_response_model_cells` (the patient effect integrated out, below). The cell model
+is not the default because it is slower here: with 52 patients and 104 observations the
+per-patient model's gradient costs about 104 logistics, the cell model's 2 x 12 x 73 (center x
+KMP x visit x quadrature node), measured at 2.5-4.5x the per-patient gradient time (numba,
+load 3-6 on 2 shared cores, issue 18); it pays only when patients far outnumber cells.
+
+Likelihood by sufficient statistics (:func:`build_response_model_cells`). The patient effect
+enters only through a patient's own visits, so it is integrated out: a patient at center c with
+KMP status k and response pattern r (each visit 1, 0 or not seen) has likelihood::
 
     P(r | c, k) = E_Z[ prod_{seen v} Bernoulli(r_v | invlogit(eta_{c,k,v} + patient_sd * Z)) ],
     Z ~ Normal(0, 1),
@@ -46,7 +54,7 @@ product of two logistics. tests/test_hierarchical_structure.py checks the log de
 scipy's adaptive quadrature, patient by patient. Patients in the same cell (center x KMP status
 x pattern; 9 patterns, missing visits included) share one term, so the log-likelihood is
 ``sum_cells count * log P(r | c, k)`` and the posterior of every other parameter is that of the
-model with a sampled ``patient_z`` per patient (:func:`build_response_model_per_patient`: same
+model with a sampled ``patient_z`` per patient (:func:`build_response_model`: same
 priors, the same likelihood once integrated; ``patient_sd`` keeps its meaning;
 tests/test_response_marginal_slow.py compares the posterior means by sampling both).
 The cell grid is fixed by the centers, so the model's shapes do not depend on the dataset's
@@ -108,7 +116,7 @@ _GH_W = _GH_W / _GH_W.sum()
 
 # trapezoidal rule for the likelihood's E[f(Z)], Z ~ Normal(0, 1) (see the module docstring)
 _LIK_X = np.linspace(-9.0, 9.0, 73)
-_LIK_LOGW = -0.5 * _LIK_X**2 - np.log(np.exp(-0.5 * _LIK_X**2).sum())
+_LIK_W = np.exp(-0.5 * _LIK_X**2) / np.exp(-0.5 * _LIK_X**2).sum()
 
 
 def _population_average(logit, patient_sd):
@@ -146,19 +154,29 @@ def cell_counts(ipd: pd.DataFrame) -> np.ndarray:
 
 def cell_log_probability(intercept, kmp_effect, center_effect, patient_sd):
     """log P(pattern | center, KMP status) [center, kmp_status, pattern] with the patient effect
-    integrated out by the trapezoidal rule (``_LIK_X``); a visit not seen contributes 1."""
+    integrated out by the trapezoidal rule (``_LIK_X``); a visit not seen contributes 1.
+
+    Summed in probability space (a logistic per center x KMP x visit x node, then one product
+    and one weighted sum per pattern, one log per cell): a log-sum-exp per cell and node made
+    the gradient about 10x dearer. The complementary probability is its own logistic, so it
+    keeps full relative precision when the response probability is near 1."""
     eta = (
         intercept[None, None, :, None]
         + kmp_effect * np.array([0.0, 1.0])[None, :, None, None]
         + center_effect[:, None, None, None]
         + patient_sd * _LIK_X[None, None, None, :]
     )  # center x kmp x visit x node
-    log_yes, log_no = -pt.softplus(-eta), -pt.softplus(eta)
-    per_node = (
-        log_yes[:, :, None] * (_SEEN * _Y)[None, None, :, :, None]
-        + log_no[:, :, None] * (_SEEN * (1 - _Y))[None, None, :, :, None]
-    ).sum(axis=3)  # center x kmp x pattern x node
-    return pt.logsumexp(per_node + _LIK_LOGW, axis=-1)
+    yes, no = pm.math.invlogit(eta), pm.math.invlogit(-eta)
+    by_outcome = {1: yes, 0: no}
+    columns = []
+    for pattern in PATTERNS:  # E[prod over seen visits], weighted sum over the nodes
+        seen = [by_outcome[y][:, :, v, :] for v, y in enumerate(pattern) if y is not None]
+        if not seen:
+            columns.append(pt.ones(eta.shape[:2]))
+            continue
+        product = seen[0] if len(seen) == 1 else seen[0] * seen[1]
+        columns.append(pt.dot(product, _LIK_W))
+    return pt.log(pt.stack(columns, axis=-1))
 
 
 def _counts_logp(value, log_p, _n):
@@ -199,7 +217,9 @@ def replicated_responses(
     return out
 
 
-def build_response_model(ipd: pd.DataFrame, priors: ResponsePriors | None = None) -> pm.Model:
+def build_response_model_cells(ipd: pd.DataFrame, priors: ResponsePriors | None = None) -> pm.Model:
+    """The response model with the patient effect integrated out, likelihood over cells (see
+    the module docstring); same priors, estimands and posterior as :func:`build_response_model`."""
     priors = priors or ResponsePriors()
     _, centers = center_index(ipd)
     coords = {
@@ -242,13 +262,9 @@ def build_response_model(ipd: pd.DataFrame, priors: ResponsePriors | None = None
     return model
 
 
-def build_response_model_per_patient(
-    ipd: pd.DataFrame, priors: ResponsePriors | None = None
-) -> pm.Model:
-    """The same model with the patient effect sampled (``patient_z`` [patient], non-centered)
-    and one Bernoulli row per observed (patient, visit): the reference that
-    :func:`build_response_model` integrates, used to check it (same priors, same estimands) and
-    as the naive baseline of benchmarks/bench_compile_once.py."""
+def build_response_model(ipd: pd.DataFrame, priors: ResponsePriors | None = None) -> pm.Model:
+    """The response model as the reanalysis fits it: the patient effect sampled (``patient_z``
+    [patient], non-centered), one Bernoulli row per observed (patient, visit)."""
     priors = priors or ResponsePriors()
     center, centers = center_index(ipd)
     kmp = numeric(ipd["kmp"])
