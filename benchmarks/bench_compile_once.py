@@ -78,7 +78,11 @@ def main() -> None:
         )
         rates.setdefault("compile_once", []).append(_rate(idata))
     times["compile_once"] = time.perf_counter() - t0
-    print(f"compile once: {times['compile_once']:.1f} s ({cache.compilations} compilation)")
+    print(
+        f"compile once: {times['compile_once']:.1f} s ({cache.compilations} compilation), "
+        f"load {os.getloadavg()}",
+        flush=True,
+    )
 
     def naive_loop(label: str, **sampler) -> None:
         t0 = time.perf_counter()
@@ -95,6 +99,12 @@ def main() -> None:
                     **sampler,
                 )
             rates.setdefault(label, []).append(_rate(idata))
+            if (m + 1) % 10 == 0:
+                print(
+                    f"  {label}: {m + 1} datasets in {time.perf_counter() - t0:.1f} s "
+                    f"(load {os.getloadavg()[0]:.2f})",
+                    flush=True,
+                )
         times[label] = time.perf_counter() - t0
         print(f"{label} (build and pm.sample per dataset): {times[label]:.1f} s", flush=True)
 

@@ -21,6 +21,7 @@ from khe_bayes.study.evidence import load_evidence
 from khe_bayes.study.hierarchical import (
     build_contrast_model,
     build_response_model,
+    build_response_model_cells,
     build_severity_model,
     build_shrinkage_model,
 )
@@ -29,6 +30,7 @@ from khe_bayes.toolkit.sampling import SamplerSettings, fit
 
 BUILDERS = {
     "response": build_response_model,
+    "response_cells": build_response_model_cells,
     "severity_ordinal": partial(build_severity_model, kind="ordinal"),
     "severity_gaussian": partial(build_severity_model, kind="gaussian"),
     "shrinkage": build_shrinkage_model,
@@ -87,6 +89,16 @@ def test_structure_key_separates_different_shapes(datasets):
     fewer = a.copy()
     fewer.loc[0, "response_12m"] = np.nan
     assert structure_key(build_response_model(a)) != structure_key(build_response_model(fewer))
+
+
+def test_response_cells_do_not_depend_on_missingness(datasets):
+    """The cell model's likelihood is over a fixed grid (center x KMP x response pattern, a
+    missing visit being a pattern), so a dataset with a missing visit shares its sampler."""
+    a, _ = datasets
+    fewer = a.copy()
+    fewer.loc[0, "response_12m"] = np.nan
+    cells = build_response_model_cells
+    assert structure_key(cells(a)) == structure_key(cells(fewer))
 
 
 def test_structure_key_separates_different_priors(datasets):

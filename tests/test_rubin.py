@@ -114,3 +114,17 @@ def test_rubin_draws_keep_positive_quantities_positive():
     logs = [np.log(p) for p in per]
     r = rubin_pool([x.mean() for x in logs], [x.var() for x in logs])
     assert np.log(pooled).var() == pytest.approx(r.total, rel=1e-10)
+
+
+@pytest.mark.parametrize("datasets", [1, 2, 4, 5, 8, 100])
+@pytest.mark.parametrize("chains", [2, 4])
+def test_draws_per_dataset_reach_the_pooled_ess_target_and_the_per_chain_floor(datasets, chains):
+    """The smallest draws per chain with pooled ESS >= target and ESS >= 100 per chain in every
+    dataset, at the assumed ESS per draw (issue 18's rule, ReanalysisSettings' docstring)."""
+    from khe_bayes.study.reanalysis import ESS_PER_DRAW_IPD, ipd_draws_per_chain
+
+    draws = ipd_draws_per_chain(datasets, chains, 2000)
+    ess = draws * ESS_PER_DRAW_IPD  # per chain
+    assert datasets * chains * ess >= 2000 - 1e-9 and ess >= 100 - 1e-9
+    fewer = (draws - 1) * ESS_PER_DRAW_IPD
+    assert datasets * chains * fewer < 2000 or fewer < 100  # and no more than needed

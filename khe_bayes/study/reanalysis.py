@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from khe_bayes.resources import specs_dir
@@ -45,7 +46,7 @@ from khe_bayes.toolkit.progress import STDERR
 from khe_bayes.toolkit.quiet import quiet
 from khe_bayes.toolkit.report import Figure, render_html, render_markdown
 from khe_bayes.toolkit.sampling import SamplerSettings
-from khe_bayes.toolkit.summary import diagnostics
+from khe_bayes.toolkit.summary import DEFAULT_RULES, diagnostics
 from khe_bayes.toolkit.sweep import SweepOptions
 from khe_bayes.toolkit.tomlio import load_toml_model
 
@@ -56,14 +57,32 @@ AGGREGATE_SPEC = "aggregate_proportions.toml"
 # some reconstructions; at 2000 none did (nutpie, 4 seeds each on the flagged datasets)
 TARGET_ACCEPT_IPD = 0.99
 TUNE_IPD = 2000
+# draws per dataset from a pooled ESS target (ReanalysisSettings.ipd_sampler): the smallest
+# bulk/tail ESS per draw measured over the IPD models at TUNE_IPD and TARGET_ACCEPT_IPD (the
+# ordinal severity model, 0.11 on 3 reconstructions; the others 0.14-0.26; issue 18)
+ESS_PER_DRAW_IPD = 0.1
 TITLE = "Bayesian reanalysis: sirolimus for progressive kaposiform hemangioendothelioma"
 
 
 @dataclass
 class ReanalysisSettings:
     """``datasets``: how many reconstructions the IPD models are fitted to (ignored with
-    ``ipd_file``); each dataset gets ceil(draws / datasets) draws per chain, at least
-    ``min_draws_per_dataset``, so the pooled posterior has about ``draws`` per chain."""
+    ``ipd_file``).
+
+    Draws per dataset come from a pooled ESS target (:meth:`ipd_sampler`). The pooled mean
+    of M datasets has Monte Carlo variance (B + W / ESS_m) / M: the between-dataset part B / M is
+    the reconstruction's and only more datasets reduce it; the MCMC part W / (M ESS_m) is at most
+    T / (M ESS_m), so M ESS_m >= ``pooled_ess`` (default 2000) keeps the MCMC error of every
+    pooled mean below 1 / sqrt(2000) = 2.2% of its posterior SD, well inside the 10% rule for
+    the whole Monte Carlo error. Each dataset also needs ESS >= 100 per chain for its own
+    diagnostics (R-hat, ESS) to be trusted. Hence, per chain::
+
+        draws = ceil(max(pooled_ess / M, 100 * chains) / (chains * ESS_PER_DRAW_IPD))
+
+    capped by ``sampler.draws``, with M the initial number of datasets (datasets added later
+    only raise the pooled ESS) and ESS_PER_DRAW_IPD = 0.1 the worst efficiency measured.
+    At the defaults (M = 4, 4 chains) that is 1250 draws per chain instead of 2000; from
+    M = 5 the per-dataset floor binds (1000 draws per chain)."""
 
     sampler: SamplerSettings
     models_dir: Path = REPO_MODELS
@@ -73,7 +92,7 @@ class ReanalysisSettings:
     ipd_file: Path | None = None
     reconstruction: ReconstructionSettings = field(default_factory=ReconstructionSettings)
     ppc_draws_per_dataset: int = 100
-    min_draws_per_dataset: int = 2000
+    pooled_ess: int = 2000
     sensitivity: bool = True
     # the summary-data model (primary analysis of the reported comparisons; summary_data*.py)
     summary_data: bool = True
@@ -87,8 +106,9 @@ class ReanalysisSettings:
     sweep: SweepOptions = field(default_factory=SweepOptions)
 
     def ipd_sampler(self) -> SamplerSettings:
-        m = 1 if self.ipd_file else self.datasets
-        draws = max(self.min_draws_per_dataset, -(-self.sampler.draws // m))
+        draws = ipd_draws_per_chain(
+            1 if self.ipd_file else self.datasets, self.sampler.chains, self.pooled_ess
+        )
         # nutpie, compiled once per model and re-used across datasets (compiled.py)
         target = max(self.sampler.target_accept, TARGET_ACCEPT_IPD)
         return self.sampler.model_copy(
@@ -99,6 +119,16 @@ class ReanalysisSettings:
                 "backend": "nutpie",
             }
         )
+
+
+def ipd_draws_per_chain(
+    datasets: int, chains: int, pooled_ess: int, ess_per_draw: float = ESS_PER_DRAW_IPD
+) -> int:
+    """Draws per chain for each of ``datasets`` fits so that the pooled ESS reaches
+    ``pooled_ess`` and every dataset has ESS >= 100 per chain, at ``ess_per_draw``
+    (see :class:`ReanalysisSettings`)."""
+    needed = max(pooled_ess / datasets, DEFAULT_RULES.ess_per_chain_min * chains)
+    return int(np.ceil(needed / (chains * ess_per_draw)))
 
 
 @dataclass

@@ -9,7 +9,11 @@ Dims: ``center`` (treating hospital), ``patient``, ``visit`` (0m, 6m, 12m or 6m,
 """
 
 from khe_bayes.study.hierarchical.contrasts import ContrastPriors, build_contrast_model
-from khe_bayes.study.hierarchical.response import ResponsePriors, build_response_model
+from khe_bayes.study.hierarchical.response import (
+    ResponsePriors,
+    build_response_model,
+    build_response_model_cells,
+)
 from khe_bayes.study.hierarchical.severity import SeverityPriors, build_severity_model
 from khe_bayes.study.hierarchical.shrinkage import ShrinkagePriors, build_shrinkage_model
 
@@ -20,6 +24,7 @@ __all__ = [
     "ShrinkagePriors",
     "build_contrast_model",
     "build_response_model",
+    "build_response_model_cells",
     "build_severity_model",
     "build_shrinkage_model",
 ]
