@@ -183,11 +183,6 @@ def test_ppc_verdicts_follow_the_stated_rule(result_dir):
             assert not np.isfinite(row[c]) or 0 <= row[c] <= 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="to adapt after the merge of issues 14/15/19: "
-    "the .nc now holds more datasets than --datasets 2",
-)
 def test_ipd_summary_is_the_pooled_posterior_written_beside_it(result_dir):
     """ipd_summary.csv against the pooled draws in each model's .nc: the pooled mean (equal
     draws per dataset: the mean of the dataset means), the worst per-dataset R-hat, two
