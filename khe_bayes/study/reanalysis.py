@@ -46,7 +46,7 @@ from khe_bayes.toolkit.progress import STDERR
 from khe_bayes.toolkit.quiet import quiet
 from khe_bayes.toolkit.report import Figure, render_html, render_markdown
 from khe_bayes.toolkit.sampling import SamplerSettings
-from khe_bayes.toolkit.summary import DEFAULT_RULES, diagnostics
+from khe_bayes.toolkit.summary import DEFAULT_RULES, DIAGNOSTIC_COLUMNS, STAT_COLUMNS, diagnostics
 from khe_bayes.toolkit.sweep import SweepOptions
 from khe_bayes.toolkit.tomlio import load_toml_model
 
@@ -651,4 +651,9 @@ def headline_summary(result: ReanalysisResult) -> pd.DataFrame:
         columns={"eti_2.5%": "eti95_lb", "eti_97.5%": "eti95_ub"}
     )
     sd = sd.assign(model="summary_data", prior="summary_data_default")
-    return pd.concat([sd, agg], ignore_index=True)
+    table = pd.concat([sd, agg], ignore_index=True)
+    # the arviz-stats summary layout, in its order, then what identifies and explains a row
+    layout = ["description", *STAT_COLUMNS, *DIAGNOSTIC_COLUMNS, "flag"]
+    keys = [c for c in ("model", "prior", "block", "quantity") if c in table]
+    rest = [c for c in table.columns if c not in layout and c not in keys]
+    return table[[*keys, *[c for c in layout if c in table], *rest]]

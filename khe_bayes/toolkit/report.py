@@ -99,12 +99,14 @@ def _verdict_first(frame: pd.DataFrame) -> pd.DataFrame:
     judged = [c for c in ("verdict", "status") if c in frame.columns]
     if not judged:
         return frame
-    keys = [c for c in ("statistic", "interpretation", "quantity", "model") if c in frame.columns]
-    keys = keys or [frame.columns[0]]
-    after = max(list(frame.columns).index(k) for k in keys)
-    rest = [c for c in frame.columns if c not in judged]
-    at = rest.index(frame.columns[after]) + 1 if frame.columns[after] in rest else 1
-    return frame[[*rest[:at], *judged, *rest[at:]]]
+    # right after the one column that names the row, so long text columns (interpretation, the
+    # kind of check) cannot push it out of view
+    keys = [c for c in ("statistic", "quantity", "model") if c in frame.columns]
+    key = keys[0] if keys else frame.columns[0]
+    rest = [c for c in frame.columns if c not in judged and c != "check"]
+    at = rest.index(key) + 1 if key in rest else 1
+    after = ["check"] if "check" in frame.columns and "check" not in judged else []
+    return frame[[*rest[:at], *judged, *after, *rest[at:]]]
 
 
 def _cells(table: Table) -> tuple[list[str], list[list[str]]]:
