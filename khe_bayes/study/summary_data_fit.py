@@ -95,7 +95,12 @@ def proposal_from_draws(model, idata) -> Proposal:
         start += flat.shape[1]
         cols.append(flat)
     m = np.concatenate(cols, axis=1)
-    cov = np.cov(m, rowvar=False) * PROPOSAL_SCALE + 1e-9 * np.eye(m.shape[1])
+    cov = np.atleast_2d(np.cov(m, rowvar=False))
+    if m.shape[0] <= 2 * m.shape[1]:  # too few draws for a full covariance: keep its diagonal
+        cov = np.diag(np.diag(cov))
+    # a ridge relative to the scale, so a short or stuck chain still gives a proper proposal
+    ridge = 1e-6 * max(float(np.mean(np.diag(cov))), 1e-6)
+    cov = cov * PROPOSAL_SCALE + ridge * np.eye(m.shape[1])
     return Proposal(names, slices, shapes, m.mean(axis=0), cov)
 
 
