@@ -7,7 +7,7 @@ import subprocess
 
 import pandas as pd
 import pytest
-from conftest import FAST, run_cli
+from conftest import CHROMIUM_FLAGS, FAST, run_cli
 
 from khe_bayes.cli import main
 
@@ -235,20 +235,6 @@ def test_strict_turns_poor_convergence_into_nonzero_exit(tmp_path):
     assert code == 3
     report = (out / "report.md").read_text()
     assert "WARNING: poor convergence" in report
-
-
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--virtual-time-budget=5000",
-    "--dump-dom",
-]
 
 
 def test_html_report_renders_in_headless_chromium_with_every_figure(result_dir, tmp_path):

@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
+from conftest import CHROMIUM_FLAGS
 
 from khe_bayes.toolkit.report import Figure, Section, Table, Text, render_html, render_markdown
 
@@ -39,19 +40,6 @@ def test_markdown_and_html_carry_the_same_content(tmp_path):
 
 
 # --- layout in a headless browser ------------------------------------------------------------
-
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--virtual-time-budget=5000",
-    "--dump-dom",
-]
 
 
 def chromium_layout(report, profile, width: int = 1280) -> dict[str, str]:
