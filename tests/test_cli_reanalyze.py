@@ -9,8 +9,6 @@ import pandas as pd
 import pytest
 from conftest import CHROMIUM_FLAGS, FAST, run_cli
 
-from khe_bayes.cli import main
-
 OUTCOMES = {
     "response_6m",
     "response_12m",
@@ -171,17 +169,17 @@ def test_every_reported_statistic_is_checked(result_dir):
     )
 
 
-def test_same_seed_gives_identical_summary(result_dir, tmp_path):
-    out = tmp_path / "again"
-    assert main(["reanalyze", "--out", str(out), *FAST]) == 0
+def test_same_seed_gives_identical_summary(result_dir, same_seed_rerun):
+    """The same command twice (two processes, two directories): byte-identical tables."""
     for name in [
         "summary.csv",
         "thresholds.csv",
         "zero_events.csv",
         "ipd_summary.csv",
         "ppc_reported.csv",
+        "diagnostics.csv",
     ]:
-        assert (out / name).read_bytes() == (result_dir / name).read_bytes(), name
+        assert (same_seed_rerun / name).read_bytes() == (result_dir / name).read_bytes(), name
 
 
 def test_existing_output_is_not_overwritten(result_dir):
@@ -215,25 +213,10 @@ def test_bad_sampler_argument_is_a_one_line_error(tmp_path):
     assert "Traceback" not in proc.stderr and not (tmp_path / "x").exists()
 
 
-def test_strict_turns_poor_convergence_into_nonzero_exit(tmp_path):
-    out = tmp_path / "poor"
-    args = [
-        "--draws",
-        "20",
-        "--tune",
-        "5",
-        "--chains",
-        "2",
-        "--seed",
-        "1",
-        "--no-progress",
-        "--datasets",
-        "1",
-        "--no-sensitivity",
-    ]
-    code = main(["reanalyze", "--out", str(out), "--strict", *args])
-    assert code == 3
-    report = (out / "report.md").read_text()
+def test_strict_turns_poor_convergence_into_nonzero_exit(strict_run):
+    """20 draws after 5 tuning steps (the fixture checks the exit code, EXIT_STRICT = 3): the
+    report is still written and says why."""
+    report = (strict_run / "report.md").read_text()
     assert "WARNING: poor convergence" in report
 
 
@@ -263,21 +246,13 @@ def test_html_report_renders_in_headless_chromium_with_every_figure(result_dir, 
     assert 'data-overflow="none"' in dom, re.search(r"data-overflow=\"[^\"]*\"", dom)
 
 
-def test_reanalyze_with_ipd_compares_the_severity_models_by_loo(tmp_path):
+def test_reanalyze_with_ipd_compares_the_severity_models_by_loo(ipd_run):
     """A successful `reanalyze --ipd` end to end: patient-level fits on the user's data (here a
     file in the IPD schema), and the PSIS-LOO comparison of the two severity models in
     model_comparison.csv and in the report. LOO is checked for consistency, not for a winner:
     elpd differences are relative to the best model (which has 0), weights sum to 1, and every
     patient has a Pareto k."""
-    from khe_bayes.study.evidence import load_evidence
-    from khe_bayes.study.ipd import write_ipd
-    from khe_bayes.study.reconstruct import reconstruct_datasets
-
-    ipd_file = tmp_path / "ipd.csv"
-    write_ipd(reconstruct_datasets(load_evidence(), 1, seed=12)[0], ipd_file)
-    out = tmp_path / "ipd_result"
-    proc = run_cli("reanalyze", "--out", str(out), "--ipd", str(ipd_file), *FAST)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = ipd_run  # conftest.BACKGROUND: a reconstructed dataset written as an IPD file
     loo = pd.read_csv(out / "model_comparison.csv").set_index("model")
     assert set(loo.index) == {"severity_ordinal", "severity_gaussian"}
     assert loo["elpd_diff"].max() == 0.0 and (loo["elpd_diff"] <= 0).all()  # 0 = the best
@@ -293,6 +268,7 @@ def test_csvs_and_manifest_say_what_was_run(result_dir):
     settings (the IPD models adapt longer than requested); a predictive-check row without
     replications says why."""
     from khe_bayes.study.reanalysis import TUNE_IPD
+    from khe_bayes.toolkit.settings import QUICK_TUNE
     from khe_bayes.toolkit.summary import DIAGNOSTIC_COLUMNS, STAT_COLUMNS
 
     layout = ["description", *STAT_COLUMNS, *DIAGNOSTIC_COLUMNS, "flag"]
@@ -301,9 +277,21 @@ def test_csvs_and_manifest_say_what_was_run(result_dir):
         assert [c for c in columns if c in layout] == layout, name
     models = json.loads((result_dir / "manifest.json").read_text())["settings"]["models"]
     assert models["aggregate_proportions (uniform_beta)"]["tune"] == 200
-    assert models["response"]["tune"] == TUNE_IPD and models["response"]["chains"] == 2
+    # each dataset's fit tries the quick warm-up first; the manifest's count of fits that kept
+    # it must agree with the per-fit record in diagnostics.csv
+    diag = pd.read_csv(result_dir / "diagnostics.csv", keep_default_na=False)
+    response = diag[diag["model"] == "response"]
+    assert len(response) == 2 and response["warmup"].str.match(r"(quick|full): ").all()
+    n_quick = int(response["warmup"].str.startswith("quick").sum())
+    tune = models["response"]["tune"]
+    if n_quick == 0:
+        assert tune == TUNE_IPD
+    else:
+        assert str(tune).startswith(f"{QUICK_TUNE} (quick) in {n_quick} fits")
+        assert (f"{TUNE_IPD} in {2 - n_quick}" in tune) == (n_quick < 2)
+    assert models["response"]["chains"] == 2
     report = (result_dir / "report.md").read_text()
-    assert f"| response | 2 | 200 | {TUNE_IPD} |" in report
+    assert f"| response | 2 | 200 | {tune} |" in report
     ppc = pd.read_csv(result_dir / "ppc_reported.csv", keep_default_na=False)
     empty = ppc[ppc["n_replications"] == 0]
     assert len(empty) and empty["note"].str.startswith("not replicated").all()

@@ -124,3 +124,63 @@ def test_dataset_tasks_fingerprint_the_model_so_other_priors_are_not_served_from
     other = keys(partial(build_response_model, priors=wider))
     assert [k for k, _ in other] == [k for k, _ in default]  # same task names ...
     assert all(a != b for (_, a), (_, b) in zip(other, default, strict=True))  # ... not served
+
+
+def _normal_mean_model(data):
+    import pymc as pm
+
+    with pm.Model(coords={"patient": np.arange(len(data))}) as model:
+        y = pm.Data("y", data["y"].to_numpy(), dims="patient")
+        mu = pm.Normal("mu", 0.0, 10.0)
+        pm.Normal("obs", mu, 1.0, observed=y, dims="patient")
+    return model
+
+
+@pytest.mark.parametrize("passes", [True, False])
+def test_quick_warmup_is_kept_only_when_it_passes_the_convergence_rules(passes):
+    """fit_dataset tries the quick warm-up first and refits with the full one only when the
+    quick fit fails the rules. A rule every fit passes (no ESS floor) keeps the quick fit; one
+    no fit can pass (ESS of 1e9 per chain) forces the refit. Which warm-up a kept fit had is
+    read from the sampler settings stamped on it (its own record, not the attrs under test),
+    and the stamped reason must agree."""
+    import json
+
+    import pandas as pd
+
+    from khe_bayes.toolkit.pooling import fit_dataset
+    from khe_bayes.toolkit.sampling import SamplerSettings
+    from khe_bayes.toolkit.summary import ConvergenceRules
+
+    data = pd.DataFrame({"y": np.random.default_rng(3).normal(1.0, 1.0, 20)})
+    settings = SamplerSettings(draws=100, tune=150, chains=2, seed=4, progressbar=False)
+    rules = ConvergenceRules(
+        rhat_max=np.inf if passes else 1.01,
+        ess_per_chain_min=0.0 if passes else 1e9,
+        divergences_max=10**6,
+    )
+    fitted = fit_dataset(
+        "quick_warmup_test",
+        _normal_mean_model,
+        data,
+        0,
+        settings,
+        ["mu"],
+        posterior_predictive=False,
+        quick_tune=20,
+        rules=rules,
+    )
+    tune = json.loads(fitted.posterior.attrs["sampler_settings"])["tune"]
+    reason = fitted.sample_stats.attrs["warmup"]
+    if passes:
+        assert tune == 20
+        assert reason == "quick: 20 steps, passed"
+    else:
+        assert tune == 150
+        assert reason.startswith("full: 150 steps after 20 failed (")
+        assert "min bulk ESS" in reason
+    # without quick_tune the full warm-up is used directly
+    direct = fit_dataset(
+        "quick_warmup_test", _normal_mean_model, data, 0, settings, ["mu"], False, None, False
+    )
+    assert json.loads(direct.posterior.attrs["sampler_settings"])["tune"] == 150
+    assert direct.sample_stats.attrs["warmup"] == "full: 150 steps"

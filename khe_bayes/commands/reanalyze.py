@@ -15,7 +15,7 @@ from khe_bayes.commands.reconstruct import (
     print_assumptions,
 )
 from khe_bayes.toolkit.errors import InputError
-from khe_bayes.toolkit.settings import SamplerSettings, settings_error_message
+from khe_bayes.toolkit.settings import MAX_TUNE, QUICK_TUNE, SamplerSettings, settings_error_message
 
 EXIT_STRICT = 3
 
@@ -137,6 +137,14 @@ def register(sub) -> None:
         help="Rubin's rules: add reconstructions up to this many while the pooled mean's Monte "
         "Carlo SE is >= 10%% of the posterior SD for a headline estimand (default 8)",
     )
+    p.add_argument(
+        "--quick-tune",
+        type=int,
+        default=QUICK_TUNE,
+        help="warm-up steps each reconstruction's fit tries first; a fit that then fails the "
+        "convergence rules is redone with the full warm-up (0: always the full one; "
+        "default %(default)s)",
+    )
     add_center_arguments(p)
     add_assumption_arguments(p)
     add_sampler_arguments(p)
@@ -149,6 +157,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     check_count("--datasets", args.datasets, 1, 10_000)
     check_count("--workers", args.workers, 1, 512)
+    check_count("--quick-tune", args.quick_tune, 0, MAX_TUNE)
     if args.store is not None and args.workers is None and args.scheduler is None:
         raise InputError("--store needs --workers or --scheduler (it stores Dask task results)")
     sampler = sampler_from_args(args)
@@ -187,6 +196,7 @@ def run(args: argparse.Namespace) -> int:
             assumptions=assumption_settings(args),
         ),
         max_datasets=max(args.max_datasets, args.datasets),
+        quick_tune=args.quick_tune,
     )
     from khe_bayes.toolkit.budget import warn_if_long_reanalysis
 

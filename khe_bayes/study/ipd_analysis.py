@@ -198,11 +198,13 @@ def run_ipd_models(
     progress: Callable[[str], None] = lambda _m: None,
     options: SweepOptions = IN_PROCESS,
     previous: IPDResult | None = None,
+    quick_tune: int = 0,
 ) -> IPDResult:
     """Fit every model to every dataset and pool by Rubin's rules. The fits are one sweep
     (``options``): in this process by default, or all models' datasets as tasks on Dask. With
     ``previous`` (fitted to the first datasets), only the new ``datasets`` are fitted and all
-    are pooled."""
+    are pooled. ``quick_tune``: warm-up tried first on each dataset, the full one only where it
+    fails the convergence rules (:func:`khe_bayes.toolkit.pooling.fit_dataset`)."""
     first = len(previous.datasets) if previous else 0
     tasks = {
         spec.name: dataset_tasks(
@@ -214,6 +216,7 @@ def run_ipd_models(
             attrs={"model": spec.name, "data_source": source},
             first=first,
             log_likelihood=source != "reconstruction",  # LOO only on real patient data
+            quick_tune=quick_tune,
         )
         for spec in models
     }

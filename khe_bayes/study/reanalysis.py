@@ -46,6 +46,7 @@ from khe_bayes.toolkit.progress import STDERR
 from khe_bayes.toolkit.quiet import quiet
 from khe_bayes.toolkit.report import Figure, render_html, render_markdown
 from khe_bayes.toolkit.sampling import SamplerSettings
+from khe_bayes.toolkit.settings import QUICK_TUNE
 from khe_bayes.toolkit.summary import DEFAULT_RULES, DIAGNOSTIC_COLUMNS, STAT_COLUMNS, diagnostics
 from khe_bayes.toolkit.sweep import SweepOptions
 from khe_bayes.toolkit.tomlio import load_toml_model
@@ -104,6 +105,9 @@ class ReanalysisSettings:
     max_datasets: int = 8
     # where the IPD fits and the sensitivity refits run
     sweep: SweepOptions = field(default_factory=SweepOptions)
+    # warm-up tried first on each dataset; the full one (``sampler.tune``, at least TUNE_IPD)
+    # only for a dataset whose quick fit fails the convergence rules (0: always the full one)
+    quick_tune: int = QUICK_TUNE
 
     def ipd_sampler(self) -> SamplerSettings:
         draws = ipd_draws_per_chain(
@@ -209,7 +213,12 @@ def _run_reanalysis(
         )
     fit_started = time.time()
     ipd = run_ipd_models(
-        datasets, settings.ipd_sampler(), source, progress=progress, options=settings.sweep
+        datasets,
+        settings.ipd_sampler(),
+        source,
+        progress=progress,
+        options=settings.sweep,
+        quick_tune=settings.quick_tune,
     )
     growth: dict = {}
     if source == "reconstruction":
@@ -319,6 +328,7 @@ def grow_datasets(
             progress=progress,
             options=settings.sweep,
             previous=ipd,
+            quick_tune=settings.quick_tune,
         )
         per_dataset = (time.time() - started) / len(new)
         needed = ipd.datasets_needed()
@@ -568,7 +578,14 @@ def settings_used(result: ReanalysisResult) -> dict[str, dict]:
         rows = [json.loads(i.posterior.attrs.get("sampler_settings", "{}")) for i in idatas]
         keep = ("chains", "draws", "tune", "target_accept", "backend")
         first = {k: rows[0].get(k) for k in keep}
-        varying = sorted(k for k in keep if any(r.get(k) != first[k] for r in rows))
+        warmups = [i.sample_stats.attrs.get("warmup", "") for i in idatas]
+        quick = [r["tune"] for r, w in zip(rows, warmups, strict=True) if w.startswith("quick")]
+        if quick:  # fit_dataset kept a quick warm-up where it passed the convergence rules
+            full = [r["tune"] for r, w in zip(rows, warmups, strict=True) if w.startswith("full")]
+            first["tune"] = f"{quick[0]} (quick) in {len(quick)} fits" + (
+                f", {full[0]} in {len(full)} (quick one failed the rules)" if full else ""
+            )
+        varying = sorted(k for k in keep if k != "tune" and any(r.get(k) != first[k] for r in rows))
         return {**first, "fits": len(rows), **({"varies": varying} if varying else {})}
 
     aggregate = result.aggregate

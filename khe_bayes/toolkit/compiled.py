@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import weakref
 from collections.abc import Collection, Hashable
 from typing import Any
 
@@ -49,7 +50,24 @@ def model_data(model: pm.Model) -> dict[str, np.ndarray]:
 def structure_key(model: pm.Model) -> str:
     """Models with equal keys can share one compiled sampler: the same coords, the same data
     shapes and dtypes, and the same generative graph (:func:`graph_digest`: priors and every
-    other constant included), so that only the values in the ``pm.Data`` containers differ."""
+    other constant included), so that only the values in the ``pm.Data`` containers differ.
+
+    Remembered per model object (printing the graph costs ~15 ms, and a fit asks twice); a
+    model's structure does not change once built, but ``pm.set_data`` may change a shape, so
+    the data shapes are part of what is remembered against."""
+    shapes_now = tuple((v.name, np.shape(v.get_value())) for v in model.data_vars)
+    known = _STRUCTURE_KEYS.get(model)
+    if known is not None and known[0] == shapes_now:
+        return known[1]
+    key = _structure_key(model)
+    _STRUCTURE_KEYS[model] = (shapes_now, key)
+    return key
+
+
+_STRUCTURE_KEYS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _structure_key(model: pm.Model) -> str:
     coords = {name: [str(x) for x in values] for name, values in model.coords.items()}
     shapes = {name: [list(v.shape), str(v.dtype)] for name, v in model_data(model).items()}
     return json.dumps([coords, shapes, graph_digest(model)], sort_keys=True)

@@ -94,32 +94,59 @@ def fit_dataset(
     posterior_predictive: bool = True,
     attrs: dict | None = None,
     log_likelihood: bool = False,
+    quick_tune: int = 0,
+    rules: ConvergenceRules = DEFAULT_RULES,
 ) -> xr.DataTree:
     """Fit ``build(data)``, the ``m``-th dataset (seed derived from ``name`` and ``m``, so the
     draws do not depend on where the fit runs); keep ``var_names``, the sample stats and the
     posterior predictive (and, with ``log_likelihood``, the pointwise log-likelihood and the
     constant data, for LOO on real patient data). With the nutpie backend the model is
     compiled once per process (under ``name``) and every further dataset only swaps its data
-    in."""
+    in.
+
+    Warm-up where it is needed: with ``0 < quick_tune < settings.tune`` the dataset is first
+    fitted with ``quick_tune`` warm-up steps; if that fit fails the convergence ``rules``
+    (R-hat, bulk and tail ESS per chain, divergences, over ``var_names``) it is fitted again
+    with the full ``settings.tune``, same seed. Either way the kept fit is one that the same
+    rules judge again in the pooled diagnostics; ``sample_stats.attrs["warmup"]`` records which
+    warm-up it got and why."""
     run = with_seed(settings, derive_seed(settings.seed, name, str(m)))
-    idata = fit(
-        build(data),
-        run,
-        posterior_predictive=posterior_predictive,
-        attrs=attrs,
-        compiled_as=("pooled", name),
-        log_likelihood=log_likelihood,
-    )
-    keep = {
-        "posterior": dataset(idata, "posterior")[var_names],
-        "sample_stats": dataset(idata, "sample_stats"),
-    }
-    if posterior_predictive:
-        keep["posterior_predictive"] = dataset(idata, "posterior_predictive")
-    if log_likelihood:
-        keep["log_likelihood"] = dataset(idata, "log_likelihood")
-        keep["constant_data"] = dataset(idata, "constant_data")
-    return tree(keep)
+    model = build(data)
+
+    def attempt(tune: int) -> xr.DataTree:
+        idata = fit(
+            model,
+            run.model_copy(update={"tune": tune}),
+            posterior_predictive=posterior_predictive,
+            attrs=attrs,
+            compiled_as=("pooled", name),
+            log_likelihood=log_likelihood,
+        )
+        keep = {
+            "posterior": dataset(idata, "posterior")[var_names],
+            "sample_stats": dataset(idata, "sample_stats"),
+        }
+        if posterior_predictive:
+            keep["posterior_predictive"] = dataset(idata, "posterior_predictive")
+        if log_likelihood:
+            keep["log_likelihood"] = dataset(idata, "log_likelihood")
+            keep["constant_data"] = dataset(idata, "constant_data")
+        return tree(keep)
+
+    if 0 < quick_tune < run.tune:
+        quick = attempt(quick_tune)
+        check = diagnostics(quick, rules)
+        if check["ok"]:
+            quick.sample_stats.attrs["warmup"] = f"quick: {quick_tune} steps, passed"
+            return quick
+        full = attempt(run.tune)
+        full.sample_stats.attrs["warmup"] = (
+            f"full: {run.tune} steps after {quick_tune} failed ({check['problems']})"
+        )
+        return full
+    full = attempt(run.tune)
+    full.sample_stats.attrs["warmup"] = f"full: {run.tune} steps"
+    return full
 
 
 def dataset_tasks(
@@ -133,6 +160,7 @@ def dataset_tasks(
     attrs: dict | None = None,
     log_likelihood: bool = False,
     first: int = 0,
+    quick_tune: int = 0,
 ) -> list[Task]:
     """One sweep task per dataset: :func:`fit_dataset`; the datasets are numbered from
     ``first`` (so datasets added later get seeds of their own). Each task's fingerprint covers the
@@ -153,6 +181,7 @@ def dataset_tasks(
                 posterior_predictive,
                 attrs,
                 log_likelihood,
+                quick_tune,
             ),
             fingerprint(
                 name,
@@ -164,6 +193,7 @@ def dataset_tasks(
                 settings,
                 m,
                 log_likelihood,
+                quick_tune,
             ),
         )
         for m, data in enumerate(datasets, start=first)
@@ -189,9 +219,10 @@ def fit_pooled(
     attrs: dict | None = None,
     progress: Callable[[str], None] = lambda _m: None,
     options: SweepOptions = IN_PROCESS,
+    quick_tune: int = 0,
 ) -> PooledFit:
-    """Fit ``build(dataset)`` to each dataset (:func:`fit_dataset`), in this process or as
-    tasks on Dask (``options``), and pool."""
+    """Fit ``build(dataset)`` to each dataset (:func:`fit_dataset`, with its ``quick_tune``), in
+    this process or as tasks on Dask (``options``), and pool."""
     tasks = dataset_tasks(
         name,
         build,
@@ -200,6 +231,7 @@ def fit_pooled(
         var_names,
         posterior_predictive=posterior_predictive,
         attrs=attrs,
+        quick_tune=quick_tune,
     )
     results = run_tasks(tasks, options, progress)
     return pool_fits(name, [results[t.key] for t in tasks], var_names)
@@ -413,5 +445,8 @@ def pooled_summary(
 def pooled_diagnostics(fit: PooledFit, rules: ConvergenceRules = DEFAULT_RULES) -> pd.DataFrame:
     rows = []
     for m, idata in enumerate(fit.per_dataset):
-        rows.append({"model": fit.name, "dataset": m, **diagnostics(idata, rules)})
+        warmup = dataset(idata, "sample_stats").attrs.get("warmup", "")
+        rows.append(
+            {"model": fit.name, "dataset": m, **diagnostics(idata, rules), "warmup": warmup}
+        )
     return pd.DataFrame(rows)

@@ -17,7 +17,11 @@ from pydantic import BaseModel, ConfigDict, Field
 MAX_CHAINS = 64
 MAX_DRAWS = 1_000_000  # per chain: 1e6 draws of a 1000-parameter model is already 8 GB
 MAX_TUNE = 100_000
-MAX_SEED = 2**32 - 1  # numpy's SeedSequence takes any non-negative int; PyMC's seeds are 32-bit
+MAX_SEED = 2**32 - 1
+# Warm-up each reconstructed dataset tries first (pooling.fit_dataset): nutpie's adaptation
+# usually settles far sooner than the full warm-up, and a dataset whose quick fit fails the
+# convergence rules is refitted with the full one (issue 18; measured in benchmarks/RESULTS.md)
+QUICK_TUNE = 300  # numpy's SeedSequence takes any non-negative int; PyMC's seeds are 32-bit
 
 
 class SamplerSettings(BaseModel):
