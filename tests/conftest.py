@@ -124,14 +124,15 @@ BACKGROUND = {
         # the same command again, in another directory: the same seed must give the same bytes
         BackgroundRun("same_seed_rerun", FAST),
         # user IPD (a file in the IPD schema): no reconstruction, LOO of the severity models
-        BackgroundRun("ipd_run", FAST, ipd_seed=12),
+        # (the summary-data model does not depend on the patient data: its tests use result_dir)
+        BackgroundRun("ipd_run", [*FAST, "--no-summary-data"], ipd_seed=12),
         # too few draws to converge: --strict must exit 3 (EXIT_STRICT) and still write a report
         BackgroundRun(
             "strict_run",
             [
                 *("--draws", "20", "--tune", "5", "--chains", "2", "--seed", "1"),
                 *("--datasets", "1", "--max-datasets", "1", "--quick-tune", "0"),
-                *("--no-progress", "--no-sensitivity", "--strict"),
+                *("--no-progress", "--no-sensitivity", "--no-summary-data", "--strict"),
             ],
             returncode=3,
         ),

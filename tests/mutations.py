@@ -155,8 +155,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         "pooled_ess_flag_on_best_dataset",
         "pooled summary: low ESS flagged only if every dataset is low",
         "khe_bayes/toolkit/pooling.py",
-        'min_bulk = pd.concat([p["ess_bulk"] for p in per], axis=1).min(axis=1)',
-        'min_bulk = pd.concat([p["ess_bulk"] for p in per], axis=1).max(axis=1)',
+        'stats["ess_bulk"] = pd.concat([p["ess_bulk"] for p in per], axis=1).min(axis=1)',
+        'stats["ess_bulk"] = pd.concat([p["ess_bulk"] for p in per], axis=1).max(axis=1)',
         ("tests/test_pooled_summary.py",),
     ),
     Mutation(
@@ -225,6 +225,16 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/test_side_by_side.py",),
     ),
     Mutation(
+        "quick_warmup_kept_when_failing",
+        "quick warm-up: a quick fit that fails the convergence rules is kept (no refit)",
+        "khe_bayes/toolkit/pooling.py",
+        'if check["ok"]:',
+        "if True:",
+        (
+            "tests/test_pooling.py::test_quick_warmup_is_kept_only_when_it_passes_the_convergence_rules",
+        ),
+    ),
+    Mutation(
         "wilson_centre_wrong",
         "Wilson interval: z^2/n instead of z^2/(2n) in the centre",
         "khe_bayes/toolkit/freq.py",
@@ -252,8 +262,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         "report_truncates_numbers",
         "report: numbers truncated instead of rounded when printed",
         "khe_bayes/toolkit/report.py",
-        '        return f"{value:.{digits}f}"\n',
-        '        return f"{np.trunc(value * 10**digits) / 10**digits:.{digits}f}"\n',
+        '    text = f"{value:.{decimals}f}"\n',
+        '    text = f"{np.trunc(value * 10**decimals) / 10**decimals:.{decimals}f}"\n',
         ("tests/test_output_values.py::test_every_number_in_the_report_tables_is_the_csv_number",),
     ),
     Mutation(

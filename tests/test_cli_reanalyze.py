@@ -178,6 +178,10 @@ def test_same_seed_gives_identical_summary(result_dir, same_seed_rerun):
         "ipd_summary.csv",
         "ppc_reported.csv",
         "diagnostics.csv",
+        "summary_data_reading_weights.csv",
+        "summary_data_joint_readings.csv",
+        "summary_data_checks.csv",
+        "audit.csv",
     ]:
         assert (same_seed_rerun / name).read_bytes() == (result_dir / name).read_bytes(), name
 

@@ -202,3 +202,27 @@ def test_a_reading_that_contradicts_the_data_gets_weight_below_005():
     weights = statement_weights([block], fits).set_index("reading")
     assert weights.loc["group_means_shrinkage", "posterior_weight"] < 0.05
     assert weights.loc["mean_shrinkage_non_kmp", "posterior_weight"] > 0.95
+
+
+@pytest.mark.slow
+def test_summary_data_fits_on_dask_equal_the_fits_in_process():
+    """A summary-data block's readings as tasks on 2 Dask workers (what `reanalyze --workers 2`
+    does) give the same draws and the same importance-sampling marginal likelihoods as in this
+    process: seeds come from the block and the reading, not from where a fit runs."""
+    from khe_bayes.study.evidence import load_evidence
+    from khe_bayes.study.summary_data import SummaryPriors, blocks_from_evidence
+    from khe_bayes.study.summary_data_fit import fit_block
+    from khe_bayes.toolkit.sampling import SamplerSettings
+    from khe_bayes.toolkit.sweep import SweepOptions
+
+    block = blocks_from_evidence(load_evidence())[0]
+    sampler = SamplerSettings(draws=100, tune=100, chains=2, seed=3, progressbar=False)
+    here = fit_block(block, SummaryPriors(), sampler, is_draws=500)
+    there = fit_block(block, SummaryPriors(), sampler, is_draws=500, sweep=SweepOptions(workers=2))
+    assert [f.joint for f in there] == [f.joint for f in here] and len(here) >= 2
+    for a, b in zip(here, there, strict=True):
+        assert a.log_z == b.log_z and a.is_ess == b.is_ess
+        for name in a.idata.posterior.data_vars:
+            np.testing.assert_array_equal(
+                a.idata.posterior[name].values, b.idata.posterior[name].values
+            )

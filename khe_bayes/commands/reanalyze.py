@@ -111,6 +111,14 @@ def register(sub) -> None:
         default=True,
         help="prior grid and leave-one-center-out refits (default on; --no-sensitivity skips)",
     )
+    p.add_argument(
+        "--summary-data",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the summary-data model of the reported comparisons (default on; "
+        "--no-summary-data skips it and its report section, e.g. for a quick look at the "
+        "patient-level models)",
+    )
     where = p.add_mutually_exclusive_group()
     where.add_argument(
         "--workers",
@@ -189,6 +197,7 @@ def run(args: argparse.Namespace) -> int:
         datasets=args.datasets,
         ipd_file=args.ipd,
         sensitivity=args.sensitivity,
+        summary_data=args.summary_data,
         sweep=SweepOptions(workers=args.workers, scheduler=args.scheduler, store=args.store),
         reconstruction=ReconstructionSettings(
             centers=centers,

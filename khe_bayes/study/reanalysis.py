@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +48,7 @@ from khe_bayes.toolkit.report import Figure, render_html, render_markdown
 from khe_bayes.toolkit.sampling import SamplerSettings
 from khe_bayes.toolkit.settings import QUICK_TUNE
 from khe_bayes.toolkit.summary import DEFAULT_RULES, DIAGNOSTIC_COLUMNS, STAT_COLUMNS, diagnostics
-from khe_bayes.toolkit.sweep import SweepOptions
+from khe_bayes.toolkit.sweep import SweepOptions, shared_cluster
 from khe_bayes.toolkit.tomlio import load_toml_model
 
 REPO_MODELS = specs_dir()
@@ -177,7 +177,8 @@ def run_reanalysis(
     """Run every stage and write the results to ``out`` (atomically; see outputs.py); with
     ``out=None`` nothing is written and the result object is only returned. Library warnings a
     user cannot act on are silenced (quiet.py)."""
-    with quiet():
+    with quiet(), shared_cluster(settings.sweep) as sweep:  # --workers: one cluster for all
+        settings = replace(settings, sweep=sweep)
         return _run_reanalysis(settings, out, overwrite=overwrite, progress=progress)
 
 
@@ -210,6 +211,7 @@ def _run_reanalysis(
             is_draws=settings.summary_is_draws
             or min(20_000, max(2000, 5 * settings.sampler.draws * settings.sampler.chains)),
             progress=progress,
+            sweep=settings.sweep,
         )
     fit_started = time.time()
     ipd = run_ipd_models(

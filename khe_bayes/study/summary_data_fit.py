@@ -34,6 +34,7 @@ from khe_bayes.study.summary_data import (
 )
 from khe_bayes.toolkit.sampling import SamplerSettings, derive_seed, fit, with_seed
 from khe_bayes.toolkit.summary import divergences
+from khe_bayes.toolkit.sweep import IN_PROCESS, SweepOptions, run_unstored
 
 PROPOSAL_DF = 5
 PROPOSAL_SCALE = 1.5
@@ -166,7 +167,9 @@ def importance(model, block: str, proposal: Proposal, n: int, rng) -> dict:
 
 def posterior_weights(fits: list[ReadingFit], rng, n_sim: int = 2000) -> None:
     """Set each fit's posterior weight (within its block) and its Monte Carlo SE."""
-    for block in {f.block for f in fits}:
+    # blocks in the fits' order: iterating a set of strings follows the process's hash seed,
+    # which handed the random draws to the blocks in another order in every run
+    for block in dict.fromkeys(f.block for f in fits):
         group = [f for f in fits if f.block == block]
         logp = np.array([np.log(f.prior_weight) + f.log_z for f in group])
         se = np.array([f.log_z_se if np.isfinite(f.log_z) else 0.0 for f in group])
@@ -184,12 +187,13 @@ def fit_block(
     *,
     options: ModelOptions | None = None,
     is_draws: int = 20_000,
+    sweep: SweepOptions = IN_PROCESS,
 ) -> list[ReadingFit]:
-    """NUTS and importance sampling for every joint reading of ``block``. A reading excluded by
-    its own test is fitted without the p bounds (its predictive check needs draws) and gets
-    weight 0."""
+    """NUTS and importance sampling for every joint reading of ``block`` (:func:`fit_reading`),
+    in this process or as tasks on Dask (``sweep``). A reading excluded by its own test is
+    fitted without the p bounds (its predictive check needs draws) and gets weight 0."""
     options = options or ModelOptions()
-    fits = []
+    jobs = []
     checked_excluded: set[tuple[str, str]] = set()
     for joint in block.joint_readings():
         reasons, keys = [], []
@@ -204,16 +208,31 @@ def fit_block(
             continue  # weight 0 either way; one fit per excluded reading serves its check
         checked_excluded.update(keys)
         opts = ModelOptions(icc=options.icc, p_bounds=not excluded, design=options.design)
-        model = build_block_model(block, joint, priors, opts)
-        seed = derive_seed(sampler.seed, "summary_data", block.name, *joint.values())
-        idata = fit(model, with_seed(sampler, seed))
-        rf = ReadingFit(block.name, dict(joint), block.prior_weight(joint), excluded, idata)
-        if not excluded:
-            rf.proposal = proposal_from_draws(model, idata)
-            res = importance(model, block.name, rf.proposal, is_draws, np.random.default_rng(seed))
-            rf.log_z, rf.log_z_se, rf.is_ess = res["log_z"], res["log_z_se"], res["ess"]
-        fits.append(rf)
-    return fits
+        jobs.append((block, dict(joint), priors, opts, sampler, is_draws, excluded))
+    return run_unstored(fit_reading, jobs, sweep)
+
+
+def fit_reading(
+    block: Block,
+    joint: dict[str, str],
+    priors: SummaryPriors,
+    options: ModelOptions,
+    sampler: SamplerSettings,
+    is_draws: int,
+    excluded: str,
+) -> ReadingFit:
+    """One joint reading of a block: NUTS (seed derived from the block and the reading, so the
+    draws do not depend on where the fit runs) and, unless ``excluded``, its marginal
+    likelihood by importance sampling."""
+    model = build_block_model(block, joint, priors, options)
+    seed = derive_seed(sampler.seed, "summary_data", block.name, *joint.values())
+    idata = fit(model, with_seed(sampler, seed))
+    rf = ReadingFit(block.name, dict(joint), block.prior_weight(joint), excluded, idata)
+    if not excluded:
+        rf.proposal = proposal_from_draws(model, idata)
+        res = importance(model, block.name, rf.proposal, is_draws, np.random.default_rng(seed))
+        rf.log_z, rf.log_z_se, rf.is_ess = res["log_z"], res["log_z_se"], res["ess"]
+    return rf
 
 
 @dataclass
@@ -485,9 +504,11 @@ def run_summary_data(
     icc_grid=ICC_GRID,
     check_draws: int = 2000,
     progress=lambda message: None,
+    sweep: SweepOptions = IN_PROCESS,
 ) -> SummaryDataResult:
     """The whole summary-data analysis: fits, reading weights, mixture posterior, ICC
-    sensitivity, ICC prior vs posterior, predictive checks and diagnostics."""
+    sensitivity, ICC prior vs posterior, predictive checks and diagnostics. The fits run where
+    ``sweep`` says (each block's readings as tasks on Dask with ``--workers``)."""
     from khe_bayes.study.summary_data import blocks_from_evidence
 
     priors = priors or SummaryPriors()
@@ -498,7 +519,7 @@ def run_summary_data(
     fits: list[ReadingFit] = []
     for block in blocks:
         progress(f"summary-data model: {block.name} ({len(block.joint_readings())} readings)")
-        fits += fit_block(block, priors, sampler, options=options, is_draws=is_draws)
+        fits += fit_block(block, priors, sampler, options=options, is_draws=is_draws, sweep=sweep)
     rng = np.random.default_rng(derive_seed(sampler.seed, "summary_data", "weights"))
     posterior_weights(fits, rng)
     result = SummaryDataResult(fits, priors, options)

@@ -9,6 +9,7 @@ reconstructions) produces the same layout.
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -80,6 +81,7 @@ def stamp(result: xr.DataTree, attrs: Mapping[str, str] | None = None) -> None:
         result["posterior"].attrs[key] = value
 
 
+@functools.cache  # an installed version does not change while the process runs
 def _version(package: str) -> str:
     try:
         return importlib.metadata.version(package)

@@ -24,11 +24,12 @@ installed and see the same files).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -161,8 +162,7 @@ def run_sweep(
     progress: Callable[[str], None] = lambda _m: None,
 ) -> dict[str, Any]:
     """Run the tasks not yet in ``store`` on Dask; return every task's result by key."""
-    import dask
-    from dask.distributed import Client, LocalCluster, as_completed
+    from dask.distributed import Client, as_completed
 
     store = Path(store)
     store.mkdir(parents=True, exist_ok=True)
@@ -177,15 +177,7 @@ def run_sweep(
     if scheduler:
         cluster, client = None, Client(scheduler)
     else:
-        # non-daemonic workers, so a task may run PyMC's multiprocess chains
-        with dask.config.set({"distributed.worker.daemon": False}):
-            cluster = LocalCluster(
-                n_workers=workers,
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=None,
-                silence_logs=40,
-            )
+        cluster = local_cluster(workers)
         client = Client(cluster)
     clock = Clock(len(todo))
     try:
@@ -205,6 +197,52 @@ def run_sweep(
         if cluster is not None:
             cluster.close()
     return {k: results[k] for k in keys}
+
+
+def run_unstored(fn: Callable[..., Any], jobs: list[tuple], options: SweepOptions) -> list[Any]:
+    """``[fn(*args) for args in jobs]``, in this process or, when ``options`` say so, as tasks on
+    Dask (results in the order of ``jobs``). Unlike :func:`run_tasks` nothing is stored, so
+    results may be any picklable object; for short sweeps that are cheaper to redo than to
+    resume."""
+    if not options.on_dask:
+        return [fn(*args) for args in jobs]
+    from dask.distributed import Client
+
+    with shared_cluster(options) as where, Client(where.scheduler) as client:
+        futures = [client.submit(quiet_call, fn, *args, pure=False) for args in jobs]
+        return client.gather(futures)
+
+
+def local_cluster(workers: int):
+    """A local Dask cluster of ``workers`` single-threaded processes. They are not daemonic, so a
+    task may run PyMC's multiprocess chains."""
+    import dask
+    from dask.distributed import LocalCluster
+
+    with dask.config.set({"distributed.worker.daemon": False}):
+        return LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=40,
+        )
+
+
+@contextlib.contextmanager
+def shared_cluster(options: SweepOptions) -> Iterator[SweepOptions]:
+    """One local cluster for several sweeps: with ``options.workers`` the cluster is started once
+    and every sweep in the block runs on it (as on an existing cluster), so its worker processes,
+    their imports and the models they compiled are paid for once, not once per sweep. Other
+    options are returned unchanged."""
+    if options.workers is None or options.scheduler is not None:
+        yield options
+        return
+    cluster = local_cluster(options.workers)
+    try:
+        yield SweepOptions(scheduler=cluster.scheduler_address, store=options.store)
+    finally:
+        cluster.close()
 
 
 def jsonable(value: Any) -> Any:
