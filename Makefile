@@ -7,6 +7,8 @@ STAMP  := $(VENV)/.khe-installed
 OUT    ?= results/reanalysis
 ARGS   ?=
 PYTEST_ARGS ?=
+# test processes (pytest-xdist); the reanalyses the tests read run beside them (tests/conftest.py)
+PYTEST_WORKERS ?= 2
 
 NB_STAMP := $(VENV)/.khe-notebooks
 
@@ -33,7 +35,7 @@ notebooks: $(NB_STAMP)
 	$(BIN)/jupyter lab notebooks/ $(ARGS)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow" -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)

