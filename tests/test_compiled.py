@@ -256,7 +256,7 @@ def test_compiling_leaves_the_model_and_its_structure_key_unchanged():
     are no longer part of the key."""
     import pymc as pm
 
-    from khe_bayes.toolkit.compiled import CompiledSampler, structure_key
+    from khe_bayes.toolkit.compiled import CompiledSampler, _structure_key, structure_key
 
     with pm.Model(coords={"g": ["a", "b"]}) as model:
         x = pm.Normal("x", dims="g")
@@ -266,5 +266,28 @@ def test_compiling_leaves_the_model_and_its_structure_key_unchanged():
     before = structure_key(model)
     sampler = CompiledSampler(model)
     assert structure_key(model) == before == sampler.key
+    # structure_key remembers a model's key; compute it afresh from the compiled-over model
+    assert _structure_key(model) == before
     result = sampler.sample(model, SamplerSettings(draws=20, tune=20, chains=1, seed=1))
     assert result["posterior"]["c"].dims == ("chain", "draw", "g")
+
+
+def test_remembered_structure_key_follows_a_change_of_data_shape():
+    """structure_key remembers each model's key; pm.set_data with another shape must still give
+    the key of the new shape (a stale key would let one compiled sampler take data it was not
+    compiled for)."""
+    import pymc as pm
+
+    with pm.Model(coords={"g": range(3)}) as model:
+        y = pm.Data("y_observed", np.zeros(3), dims="g")
+        pm.Normal("y", pm.Normal("mu"), 1.0, observed=y, dims="g")
+    three = structure_key(model)
+    with model:
+        pm.set_data({"y_observed": np.zeros(4)}, coords={"g": range(4)})
+    assert structure_key(model) != three
+    with model:
+        pm.set_data({"y_observed": np.ones(3)}, coords={"g": range(3)})
+    assert structure_key(model) == three
+    with model:  # same shape, other labels: coords are part of the key
+        pm.set_data({"y_observed": np.ones(3)}, coords={"g": ["a", "b", "c"]})
+    assert structure_key(model) != three

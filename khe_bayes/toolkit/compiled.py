@@ -53,14 +53,17 @@ def structure_key(model: pm.Model) -> str:
     other constant included), so that only the values in the ``pm.Data`` containers differ.
 
     Remembered per model object (printing the graph costs ~15 ms, and a fit asks twice); a
-    model's structure does not change once built, but ``pm.set_data`` may change a shape, so
-    the data shapes are part of what is remembered against."""
-    shapes_now = tuple((v.name, np.shape(v.get_value())) for v in model.data_vars)
+    model's graph does not change once built, but ``pm.set_data`` may change shapes and
+    coords, so those are part of what the key is remembered against."""
+    now = (
+        tuple((v.name, np.shape(v.get_value())) for v in model.data_vars),
+        tuple((name, tuple(map(str, values))) for name, values in model.coords.items()),
+    )
     known = _STRUCTURE_KEYS.get(model)
-    if known is not None and known[0] == shapes_now:
+    if known is not None and known[0] == now:
         return known[1]
     key = _structure_key(model)
-    _STRUCTURE_KEYS[model] = (shapes_now, key)
+    _STRUCTURE_KEYS[model] = (now, key)
     return key
 
 
