@@ -41,7 +41,14 @@ import xarray as xr
 
 from khe_bayes.toolkit.compiled import graph_digest
 from khe_bayes.toolkit.datatree import dataset, group_names, tree
-from khe_bayes.toolkit.sampling import SamplerSettings, derive_seed, fit, with_seed
+from khe_bayes.toolkit.sampling import (
+    SamplerSettings,
+    add_posterior_predictive,
+    derive_seed,
+    fit,
+    with_seed,
+)
+from khe_bayes.toolkit.settings import PREDICTIVE_DRAWS
 from khe_bayes.toolkit.summary import (
     CI_PROB,
     DEFAULT_RULES,
@@ -96,6 +103,7 @@ def fit_dataset(
     log_likelihood: bool = False,
     quick_tune: int = 0,
     rules: ConvergenceRules = DEFAULT_RULES,
+    predictive_draws: int | None = PREDICTIVE_DRAWS,
 ) -> xr.DataTree:
     """Fit ``build(data)``, the ``m``-th dataset (seed derived from ``name`` and ``m``, so the
     draws do not depend on where the fit runs); keep ``var_names``, the sample stats and the
@@ -109,19 +117,24 @@ def fit_dataset(
     (R-hat, bulk and tail ESS per chain, divergences, over ``var_names``) it is fitted again
     with the full ``settings.tune``, same seed. Either way the kept fit is one that the same
     rules judge again in the pooled diagnostics; ``sample_stats.attrs["warmup"]`` records which
-    warm-up it got and why."""
+    warm-up it got and why. The posterior predictive is computed for the kept fit only, at
+    ``predictive_draws`` draws thinned evenly within each chain (None: every draw)."""
     run = with_seed(settings, derive_seed(settings.seed, name, str(m)))
     model = build(data)
 
     def attempt(tune: int) -> xr.DataTree:
-        idata = fit(
+        return fit(
             model,
             run.model_copy(update={"tune": tune}),
-            posterior_predictive=posterior_predictive,
             attrs=attrs,
             compiled_as=("pooled", name),
             log_likelihood=log_likelihood,
         )
+
+    def kept(idata: xr.DataTree, warmup: str) -> xr.DataTree:
+        # the predictive only for the fit that is kept, at the draws the checks use
+        if posterior_predictive:
+            add_posterior_predictive(idata, model, run.seed, predictive_draws)
         keep = {
             "posterior": dataset(idata, "posterior")[var_names],
             "sample_stats": dataset(idata, "sample_stats"),
@@ -131,22 +144,28 @@ def fit_dataset(
         if log_likelihood:
             keep["log_likelihood"] = dataset(idata, "log_likelihood")
             keep["constant_data"] = dataset(idata, "constant_data")
-        return tree(keep)
+        result = tree(keep)
+        result.sample_stats.attrs["warmup"] = warmup
+        return result
 
     if 0 < quick_tune < run.tune:
         quick = attempt(quick_tune)
-        check = diagnostics(quick, rules)
-        if check["ok"]:
-            quick.sample_stats.attrs["warmup"] = f"quick: {quick_tune} steps, passed"
-            return quick
-        full = attempt(run.tune)
-        full.sample_stats.attrs["warmup"] = (
-            f"full: {run.tune} steps after {quick_tune} failed ({check['problems']})"
+        check = diagnostics(
+            tree(
+                {
+                    "posterior": dataset(quick, "posterior")[var_names],
+                    "sample_stats": dataset(quick, "sample_stats"),
+                }
+            ),
+            rules,
         )
-        return full
-    full = attempt(run.tune)
-    full.sample_stats.attrs["warmup"] = f"full: {run.tune} steps"
-    return full
+        if check["ok"]:
+            return kept(quick, f"quick: {quick_tune} steps, passed")
+        return kept(
+            attempt(run.tune),
+            f"full: {run.tune} steps after {quick_tune} failed ({check['problems']})",
+        )
+    return kept(attempt(run.tune), f"full: {run.tune} steps")
 
 
 def dataset_tasks(

@@ -17,11 +17,16 @@ from pydantic import BaseModel, ConfigDict, Field
 MAX_CHAINS = 64
 MAX_DRAWS = 1_000_000  # per chain: 1e6 draws of a 1000-parameter model is already 8 GB
 MAX_TUNE = 100_000
-MAX_SEED = 2**32 - 1
+MAX_SEED = 2**32 - 1  # numpy's SeedSequence takes any non-negative int; PyMC's seeds are 32-bit
 # Warm-up each reconstructed dataset tries first (pooling.fit_dataset): nutpie's adaptation
 # usually settles far sooner than the full warm-up, and a dataset whose quick fit fails the
 # convergence rules is refitted with the full one (issue 18; measured in benchmarks/RESULTS.md)
-QUICK_TUNE = 300  # numpy's SeedSequence takes any non-negative int; PyMC's seeds are 32-bit
+QUICK_TUNE = 300
+# Posterior-predictive draws kept per reconstructed dataset (pooling.fit_dataset), thinned evenly
+# within each chain: PyMC evaluates the predictive one draw at a time (~0.4 ms a draw), which for
+# every draw of every dataset took more of the reanalysis than the sampling (issue 18); the
+# checks replicate 100 datasets from each (ReanalysisSettings.ppc_draws_per_dataset)
+PREDICTIVE_DRAWS = 400
 
 
 class SamplerSettings(BaseModel):
