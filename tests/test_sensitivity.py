@@ -87,6 +87,41 @@ def test_prior_grid_matches_precision_weighting_of_the_neutral_fit():
         )
 
 
+def test_priors_as_data_keep_the_density_and_share_one_compilation_across_the_grid():
+    """Every prior-grid cell of both targets, built with its priors' parameters as data, has
+    the same log density as the model built with them as constants (at random points of the
+    unconstrained space), and all cells of a target have one compiled structure, so the grid
+    compiles once per target. A prior parameter left constant gives each cell its own
+    structure; a parameter put in the wrong place changes the density.
+
+    Tolerance 1e-6: PyTensor keeps a Python float that float32 holds exactly (1.5, 0.5) as a
+    float32 constant and folds e.g. log(1.5) in float32, so the constant-prior model's density
+    is off by about 1e-8 a term (log(float32(1.5)) - log(1.5) = -1.2e-8); the data containers
+    are float64."""
+    from khe_bayes.toolkit.compiled import structure_key
+    from khe_bayes.toolkit.priors import priors_as_data
+
+    rng = np.random.default_rng(0)
+    for t in TARGETS:
+        keys = set()
+        for effect in t.effect_priors.values():
+            for sd in t.center_sd_priors.values():
+                priors = t.default_priors.model_copy(
+                    update={t.effect_field: effect, "center_sd": sd}
+                )
+                constant = t.build(DATA, priors)
+                with priors_as_data():
+                    as_data = t.build(DATA, priors)
+                assert any(v.name.endswith("__prior_sigma") for v in as_data.data_vars)
+                keys.add(structure_key(as_data))
+                logp_c, logp_d = constant.compile_logp(), as_data.compile_logp()
+                point = constant.initial_point()
+                for _ in range(3):
+                    at = {k: v + rng.normal(size=np.shape(v)) for k, v in point.items()}
+                    assert logp_d(at) == pytest.approx(logp_c(at), abs=1e-6)
+        assert len(keys) == 1, t.model
+
+
 def _planted_center_data():
     """DATA with its centers merged into 3 (4 refits instead of 7) and +40 points of shrinkage
     for the combination patients of the center with most of them: a center-specific

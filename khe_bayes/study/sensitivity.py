@@ -29,7 +29,7 @@ from khe_bayes.study.hierarchical import (
     build_response_model,
     build_shrinkage_model,
 )
-from khe_bayes.toolkit.priors import Prior, prior
+from khe_bayes.toolkit.priors import Prior, prior, priors_as_data
 from khe_bayes.toolkit.sampling import SamplerSettings, derive_seed, fit, with_seed
 from khe_bayes.toolkit.summary import CI_PROB, diagnostics, select_draws
 from khe_bayes.toolkit.sweep import IN_PROCESS, SweepOptions, Task, fingerprint, run_tasks
@@ -125,9 +125,9 @@ def grid_cell(
         update={t.effect_field: effect_prior, "center_sd": sd_prior}
     )
     run = with_seed(settings, derive_seed(settings.seed, t.model, effect_label, sd_label))
-    idata = fit(
-        t.build(data, priors), run, compiled_as=("prior_grid", t.model, effect_label, sd_label)
-    )
+    with priors_as_data():  # one compilation serves every cell whose priors share families
+        model = t.build(data, priors)
+    idata = fit(model, run, compiled_as=("prior_grid", t.model))
     return {
         "model": t.model,
         "quantity": t.quantity,

@@ -8,6 +8,9 @@ typo is an error at load time rather than a silent default.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import pymc as pm
@@ -86,9 +89,13 @@ class Prior(BaseModel):
         return PRIOR_REGISTRY[self.dist][3]
 
     def create(self, name: str, **kwargs: Any):
-        """Add this prior as a random variable ``name`` to the model on the context stack."""
+        """Add this prior as a random variable ``name`` to the model on the context stack
+        (inside :func:`priors_as_data`, with its parameters in ``pm.Data`` containers)."""
         cls = PRIOR_REGISTRY[self.dist][0]
-        return cls(name, **self.params, **kwargs)
+        params: dict[str, Any] = self.params
+        if _PRIORS_AS_DATA.get():
+            params = {k: pm.Data(f"{name}__prior_{k}", float(v)) for k, v in params.items()}
+        return cls(name, **params, **kwargs)
 
     def dist_obj(self, **kwargs: Any):
         """An unnamed PyMC distribution (for prior draws outside a model)."""
@@ -98,6 +105,23 @@ class Prior(BaseModel):
     def label(self) -> str:
         args = ", ".join(f"{k}={v:g}" for k, v in self.params.items())
         return f"{self.dist}({args})"
+
+
+_PRIORS_AS_DATA: ContextVar[bool] = ContextVar("priors_as_data", default=False)
+
+
+@contextmanager
+def priors_as_data() -> Iterator[None]:
+    """Models built inside this block hold every prior parameter in a ``pm.Data`` container
+    (``{name}__prior_{parameter}``, e.g. ``kmp_effect__prior_sigma``) instead of a constant.
+    The density is the same; what changes is that models differing only in their priors'
+    values (same families) then have one compiled structure (compiled.py), so a prior grid
+    compiles once per model instead of once per cell, each cell swapping its values in."""
+    token = _PRIORS_AS_DATA.set(True)
+    try:
+        yield
+    finally:
+        _PRIORS_AS_DATA.reset(token)
 
 
 # BUGS convention: a precision 1 / tau^2 with a vague Gamma(eps, eps) prior, eps this small or less
