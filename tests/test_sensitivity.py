@@ -122,6 +122,53 @@ def test_priors_as_data_keep_the_density_and_share_one_compilation_across_the_gr
         assert len(keys) == 1, t.model
 
 
+@pytest.mark.parametrize("model", ["response", "shrinkage_combination"])
+def test_leaving_a_center_out_by_weight_is_dropping_its_rows(model):
+    """Leave-one-center-out keeps the data's shapes and gives the center's patients weight 0
+    (``keep``). Exact check against dropping the rows: at random points, the weighted model's
+    log density equals the dropped-rows model's (at the same values of the shared parameters)
+    plus the standard-normal prior terms of what only the weighted model still has: the
+    left-out center's ``center_z`` and (response model) its patients' ``patient_z``. So the
+    posterior of every shared parameter is the dropped-rows posterior. Fails if a weight-0
+    observation still counts, if the severity centering or the KMP mix uses the left-out
+    patients, or if the weights go to the wrong rows."""
+    from scipy import stats
+
+    t = next(t for t in TARGETS if t.model == model)
+    rng = np.random.default_rng(1)
+    centers = sorted(DATA["center"].astype(str).unique())
+    for left_out in centers[:3]:
+        keep = (DATA["center"].astype(str) != left_out).to_numpy()
+        weighted = t.build(DATA, t.default_priors, keep)
+        dropped = t.build(DATA[keep].reset_index(drop=True), t.default_priors)
+        logp_w, logp_d = weighted.compile_logp(), dropped.compile_logp()
+        for _ in range(3):
+            point = {
+                k: v + rng.normal(size=np.shape(v)) for k, v in weighted.initial_point().items()
+            }
+            sub, extra = dict(point), 0.0
+            for name, dim in (("center_z", "center"), ("patient_z", "patient")):
+                if name not in point:
+                    continue
+                labels = list(weighted.coords[dim])
+                kept = [labels.index(x) for x in dropped.coords[dim]]
+                gone = np.setdiff1d(np.arange(len(labels)), kept)
+                sub[name] = point[name][kept]
+                extra += stats.norm.logpdf(point[name][gone]).sum()
+            assert logp_w(point) == pytest.approx(logp_d(sub) + extra, abs=1e-6)
+            if model == "response":  # the cohort KMP mix of the kept patients only
+                rate_w, rate_d = (
+                    m.compile_fn(
+                        m.replace_rvs_by_values([m["response_rate"]])[0],
+                        inputs=m.value_vars,
+                        on_unused_input="ignore",
+                    )
+                    for m in (weighted, dropped)
+                )
+                rate_w, rate_d = rate_w(point), rate_d(sub)
+                assert np.allclose(rate_w, rate_d)
+
+
 def _planted_center_data():
     """DATA with its centers merged into 3 (4 refits instead of 7) and +40 points of shrinkage
     for the combination patients of the center with most of them: a center-specific

@@ -49,12 +49,13 @@ DIAGNOSTIC_KEYS = (
 
 @dataclass(frozen=True)
 class SensitivityTarget:
-    """A model, its headline quantity, the prior field of its main effect and a threshold."""
+    """A model, its headline quantity, the prior field of its main effect and a threshold.
+    ``build(data, priors, keep=None)``: ``keep`` marks the patients in the likelihood."""
 
     model: str
     quantity: str
     effect_field: str
-    build: Callable[[pd.DataFrame, object], pm.Model]
+    build: Callable[..., pm.Model]
     default_priors: object
     effect_priors: dict[str, Prior]
     center_sd_priors: dict[str, Prior]
@@ -66,7 +67,7 @@ TARGETS: tuple[SensitivityTarget, ...] = (
         model="response",
         quantity="kmp_effect",
         effect_field="kmp_effect",
-        build=lambda data, priors: build_response_model(data, priors),
+        build=lambda data, priors, keep=None: build_response_model(data, priors, keep),
         default_priors=ResponsePriors(),
         effect_priors={
             "sceptical": prior("Normal", mu=0.0, sigma=0.5),
@@ -83,7 +84,7 @@ TARGETS: tuple[SensitivityTarget, ...] = (
         model="shrinkage_combination",
         quantity="combination_effect",
         effect_field="combination_effect",
-        build=lambda data, priors: build_shrinkage_model(data, priors),
+        build=lambda data, priors, keep=None: build_shrinkage_model(data, priors, keep),
         default_priors=ShrinkagePriors(),
         effect_priors={
             "sceptical": prior("Normal", mu=0.0, sigma=5.0),
@@ -142,23 +143,27 @@ def loco_cell(
     t: SensitivityTarget, data: pd.DataFrame, center: str | None, settings: SamplerSettings
 ) -> dict:
     """One leave-one-center-out refit (``center=None``: the full-data fit), as posterior mean
-    and SD of the headline quantity plus the summary row."""
-    label = ("default_priors", t.model)
+    and SD of the headline quantity plus the summary row. The center's patients are left out
+    of the likelihood by weight 0 rather than dropped (build's ``keep``), so every refit of a
+    target has the full data's shapes and one compiled model serves them all; the posterior of
+    every quantity but the left-out center's own effect is that of the dropped-rows model."""
+    label = ("leave_one_center_out", t.model)
+    in_center = (data["center"].astype(str) == center).to_numpy()
     if center is None:
-        idata = fit(t.build(data, t.default_priors), settings, compiled_as=label)
+        model = t.build(data, t.default_priors, np.ones(len(data), dtype=bool))
+        idata = fit(model, settings, compiled_as=label)
         draws = select_draws(idata, t.quantity)
         return {"mean": float(draws.mean()), "sd": float(draws.std()), **diagnostics(idata)}
-    subset = data[data["center"].astype(str) != center].reset_index(drop=True)
     run = with_seed(settings, derive_seed(settings.seed, t.model, "loco", center))
     try:
-        idata = fit(t.build(subset, t.default_priors), run, compiled_as=label)
+        idata = fit(t.build(data, t.default_priors, ~in_center), run, compiled_as=label)
     except ValueError as exc:  # e.g. too few KMP patients left
         return {"model": t.model, "quantity": t.quantity, "left_out": center, "note": str(exc)}
     return {
         "model": t.model,
         "quantity": t.quantity,
         "left_out": center,
-        "n_left_out": int((data["center"].astype(str) == center).sum()),
+        "n_left_out": int(in_center.sum()),
         **_row(select_draws(idata, t.quantity), t.threshold),
         "note": "",
         **diagnostics(idata),

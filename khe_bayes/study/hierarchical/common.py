@@ -44,3 +44,26 @@ def long_format(
         seen = ~np.isnan(y)
         rows.append(pd.DataFrame({"patient": np.flatnonzero(seen), "visit": v, value: y[seen]}))
     return pd.concat(rows, ignore_index=True)
+
+
+def observed_or_weighted(cls, name: str, observed, weight=None, dims=None, **params) -> None:
+    """The likelihood of ``observed`` under ``cls(**params)`` (a PyMC distribution class): the
+    observed variable ``name``, or with ``weight`` (a 0/1 ``pm.Data`` per observation) the
+    potential ``{name}_loglik`` = sum of weight x log density. Weight 0 leaves an observation
+    out of the likelihood while every shape stays, so the leave-one-center-out refits share one
+    compiled model (sensitivity.py); such a model has no observed variable, hence no posterior
+    predictive, which those refits do not use."""
+    if weight is None:
+        cls(name, **params, observed=observed, dims=dims)
+    else:
+        pm.Potential(f"{name}_loglik", (weight * pm.logp(cls.dist(**params), observed)).sum())
+
+
+def likelihood_weights(ipd: pd.DataFrame, keep: np.ndarray | None) -> np.ndarray | None:
+    """``keep`` (one boolean per row of ``ipd``: in the likelihood or not) as floats."""
+    if keep is None:
+        return None
+    keep = np.asarray(keep, dtype=bool)
+    if keep.shape != (len(ipd),):
+        raise ValueError(f"keep has {keep.shape} entries for {len(ipd)} patients")
+    return keep.astype(float)

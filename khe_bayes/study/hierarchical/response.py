@@ -80,8 +80,10 @@ from khe_bayes.study.hierarchical.common import (
     KMP_STATUS,
     center_effects,
     center_index,
+    likelihood_weights,
     long_format,
     numeric,
+    observed_or_weighted,
 )
 from khe_bayes.toolkit.priors import Prior, prior
 
@@ -262,13 +264,21 @@ def build_response_model_cells(ipd: pd.DataFrame, priors: ResponsePriors | None 
     return model
 
 
-def build_response_model(ipd: pd.DataFrame, priors: ResponsePriors | None = None) -> pm.Model:
+def build_response_model(
+    ipd: pd.DataFrame, priors: ResponsePriors | None = None, keep: np.ndarray | None = None
+) -> pm.Model:
     """The response model as the reanalysis fits it: the patient effect sampled (``patient_z``
-    [patient], non-centered), one Bernoulli row per observed (patient, visit)."""
+    [patient], non-centered), one Bernoulli row per observed (patient, visit).
+
+    ``keep`` (a boolean per patient row): only those patients' responses enter the likelihood
+    (and the cohort KMP mix), as if the others were dropped, but with every shape kept: a
+    patient or center left out keeps its effect, drawn from its prior, and every other
+    quantity has the posterior of the dropped-rows model (leave-one-center-out)."""
     priors = priors or ResponsePriors()
     center, centers = center_index(ipd)
     kmp = numeric(ipd["kmp"])
     long = response_long(ipd)
+    weight = likelihood_weights(ipd, keep)
     coords = {
         "center": centers,
         "patient": list(ipd["patient_id"].astype(str)),
@@ -293,12 +303,21 @@ def build_response_model(ipd: pd.DataFrame, priors: ResponsePriors | None = None
             + patient_sd * patient_z[p_idx]
         )
         observed = pm.Data("response_observed", long["response"].to_numpy(), dims="obs")
-        pm.Bernoulli("response", logit_p=logit_p, observed=observed, dims="obs")
+        in_likelihood = None
+        if weight is not None:
+            in_likelihood = pm.Data("in_likelihood", weight[long["patient"].to_numpy()], dims="obs")
+            patient_weight = pm.Data("patient_in_likelihood", weight, dims="patient")
+        observed_or_weighted(
+            pm.Bernoulli, "response", observed, in_likelihood, dims="obs", logit_p=logit_p
+        )
 
         status_logit = intercept[:, None] + kmp_effect * np.array([0.0, 1.0])[None, :]
         by_kmp = _population_average(status_logit, patient_sd)
         pm.Deterministic("response_rate_by_kmp", by_kmp, dims=("visit", "kmp_status"))
-        share_kmp = kmp_data.mean()
+        if weight is None:
+            share_kmp = kmp_data.mean()
+        else:
+            share_kmp = (patient_weight * kmp_data).sum() / patient_weight.sum()
         mix = pt.stack([1 - share_kmp, share_kmp])
         pm.Deterministic("response_rate", (by_kmp * mix).sum(axis=1), dims="visit")
         at_center = _population_average(

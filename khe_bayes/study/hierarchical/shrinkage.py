@@ -28,7 +28,13 @@ import pandas as pd
 import pymc as pm
 from pydantic import BaseModel, ConfigDict
 
-from khe_bayes.study.hierarchical.common import center_effects, center_index, numeric
+from khe_bayes.study.hierarchical.common import (
+    center_effects,
+    center_index,
+    likelihood_weights,
+    numeric,
+    observed_or_weighted,
+)
 from khe_bayes.toolkit.priors import Prior, prior
 
 
@@ -42,15 +48,23 @@ class ShrinkagePriors(BaseModel):
     sigma: Prior = prior("HalfNormal", sigma=20.0)
 
 
-def build_shrinkage_model(ipd: pd.DataFrame, priors: ShrinkagePriors | None = None) -> pm.Model:
+def build_shrinkage_model(
+    ipd: pd.DataFrame, priors: ShrinkagePriors | None = None, keep: np.ndarray | None = None
+) -> pm.Model:
+    """``keep`` (a boolean per patient row of ``ipd``): only those patients enter the
+    likelihood and the centering of the severity score, as if the others were dropped, with
+    every shape kept (leave-one-center-out; see build_response_model)."""
     priors = priors or ShrinkagePriors()
-    kmp = ipd[(numeric(ipd["kmp"]) == 1) & ~np.isnan(numeric(ipd["shrinkage_12m"]))]
-    kmp = kmp.reset_index(drop=True)
-    if len(kmp) < 3:
+    rows = (numeric(ipd["kmp"]) == 1) & ~np.isnan(numeric(ipd["shrinkage_12m"]))
+    weight = likelihood_weights(ipd, keep)
+    kmp = ipd[rows].reset_index(drop=True)
+    weight = None if weight is None else weight[rows]
+    if (len(kmp) if weight is None else weight.sum()) < 3:
         raise ValueError("need shrinkage for at least 3 KMP patients")
     center, centers = center_index(kmp)
     combination = (kmp["arm"] == "combination").to_numpy(dtype=float)
     severity = numeric(kmp["severity_0m"])
+    mean_severity = severity.mean() if weight is None else np.average(severity, weights=weight)
     coords = {"center": centers, "patient": list(kmp["patient_id"].astype(str))}
     with pm.Model(coords=coords) as model:
         intercept = priors.intercept.create("intercept")
@@ -59,9 +73,12 @@ def build_shrinkage_model(ipd: pd.DataFrame, priors: ShrinkagePriors | None = No
         center_effect = center_effects(priors.center_sd)
         sigma = priors.sigma.create("sigma")
         combination = pm.Data("combination", combination, dims="patient")
-        severity_centered = pm.Data("severity_centered", severity - severity.mean(), dims="patient")
+        severity_centered = pm.Data("severity_centered", severity - mean_severity, dims="patient")
         center = pm.Data("patient_center", center, dims="patient")
         mu = intercept + effect * combination + slope * severity_centered + center_effect[center]
         observed = pm.Data("shrinkage_observed", numeric(kmp["shrinkage_12m"]), dims="patient")
-        pm.Normal("shrinkage", mu, sigma, observed=observed, dims="patient")
+        in_likelihood = None if weight is None else pm.Data("in_likelihood", weight, dims="patient")
+        observed_or_weighted(
+            pm.Normal, "shrinkage", observed, in_likelihood, dims="patient", mu=mu, sigma=sigma
+        )
     return model
