@@ -22,6 +22,7 @@ from khe_bayes.study.aggregate import (
     rule_of_three_upper,
 )
 from khe_bayes.study.evidence import Evidence
+from khe_bayes.toolkit.priors import priors_as_data
 from khe_bayes.toolkit.sampling import SamplerSettings, derive_seed, fit, with_seed
 from khe_bayes.toolkit.side_by_side import Pairing, side_by_side, wilson_percent
 from khe_bayes.toolkit.summary import select_draws, summarize, threshold_probabilities
@@ -68,13 +69,15 @@ def run_aggregate(
             f"aggregate proportions, {k} of {len(prior_sets)}: prior {priors.label}: "
             f"{priors.describe()}"
         )
-        model = build_proportion_model(data, priors)
+        with priors_as_data():  # prior sets of the same families share one compilation
+            model = build_proportion_model(data, priors)
         run_settings = with_seed(settings, derive_seed(settings.seed, spec.name, priors.label))
         idata = fit(
             model,
             run_settings,
             posterior_predictive=True,
             attrs={"spec": spec.model_dump(mode="json"), "prior_set": priors.label},
+            compiled_as=("aggregate", spec.name),
         )
         result.fits[priors.label] = idata
         table = summarize(idata, var_names=["rate"], descriptions=descriptions)
