@@ -25,7 +25,12 @@ from khe_bayes.study.hierarchical import (
     build_severity_model,
     build_shrinkage_model,
 )
-from khe_bayes.toolkit.compiled import SamplerCache, model_data, structure_key
+from khe_bayes.toolkit.compiled import (
+    CompiledSampler,
+    SamplerCache,
+    model_data,
+    structure_key,
+)
 from khe_bayes.toolkit.sampling import SamplerSettings, fit
 
 BUILDERS = {
@@ -291,3 +296,32 @@ def test_remembered_structure_key_follows_a_change_of_data_shape():
     with model:  # same shape, other labels: coords are part of the key
         pm.set_data({"y_observed": np.ones(3)}, coords={"g": ["a", "b", "c"]})
     assert structure_key(model) != three
+
+
+def test_priors_swapped_in_as_data_give_the_draws_of_a_fresh_compile(datasets):
+    """With priors as data (a prior grid), the sampler compiled for one prior and given
+    another must behave exactly as a compilation for that other prior: same seed, identical
+    draws. This includes where the chains start: PyMC's initial point is the prior's support
+    point (mu for a Normal), which the compiled initial-point function reads from the model it
+    was compiled from; without updating that model, a cell's draws depended on which cell had
+    been compiled first (so a 2-worker run differed from a 1-process one)."""
+    from khe_bayes.study.hierarchical import ResponsePriors
+    from khe_bayes.toolkit.priors import prior, priors_as_data
+
+    a, _ = datasets
+    settings = SamplerSettings(draws=100, tune=100, chains=2, seed=9, backend="nutpie")
+
+    def build(mu: float):
+        with priors_as_data():
+            return build_response_model(
+                a, ResponsePriors(kmp_effect=prior("Normal", mu=mu, sigma=0.5))
+            )
+
+    cache = SamplerCache()
+    cache.sampler_for(build(0.0), "grid").sample(build(0.0), settings)
+    reused = cache.sampler_for(build(3.0), "grid").sample(build(3.0), settings)
+    assert cache.compilations == 1
+    alone = CompiledSampler(build(3.0)).sample(build(3.0), settings)
+    np.testing.assert_array_equal(
+        reused.posterior["kmp_effect"].values, alone.posterior["kmp_effect"].values
+    )

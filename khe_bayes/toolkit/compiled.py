@@ -118,6 +118,13 @@ class CompiledSampler:
 
         self.key = structure_key(model)
         self._dtypes = {name: value.dtype for name, value in model_data(model).items()}
+        # the compiled model's initial-point function (PyMC's) reads this model's pm.Data
+        # containers, not the swapped-in copies: sample_data sets them, so that a chain starts
+        # where a fresh compilation for those data would start it (with priors as data the
+        # starting point depends on the prior; otherwise on the first model compiled, i.e. on
+        # the order of the fits and on which Dask worker compiled first)
+        self._model = model
+        self._compiled_values = model_data(model)
         self._nutpie = nutpie
         # IEEE arithmetic (no fastmath): with fastmath, code that numba loads from PyTensor's
         # on-disk cache and code it compiles afresh can round differently, so the same seed
@@ -158,6 +165,10 @@ class CompiledSampler:
             if np.issubdtype(dtype, np.integer) and not np.array_equal(values, np.round(values)):
                 raise ValueError(f"pm.Data {name!r} holds integers; got non-integer values")
         compiled = self._compiled.with_data(**data)
+        for name, values in self._compiled_values.items():
+            self._model[name].set_value(
+                np.asarray(data.get(name, values), dtype=self._dtypes[name])
+            )
         raw = self._nutpie.sample(
             compiled,
             draws=settings.draws,
