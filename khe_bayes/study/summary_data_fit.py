@@ -192,6 +192,18 @@ def fit_block(
     """NUTS and importance sampling for every joint reading of ``block`` (:func:`fit_reading`),
     in this process or as tasks on Dask (``sweep``). A reading excluded by its own test is
     fitted without the p bounds (its predictive check needs draws) and gets weight 0."""
+    return run_unstored(fit_reading, reading_jobs(block, priors, sampler, options, is_draws), sweep)
+
+
+def reading_jobs(
+    block: Block,
+    priors: SummaryPriors,
+    sampler: SamplerSettings,
+    options: ModelOptions | None = None,
+    is_draws: int = 20_000,
+) -> list[tuple]:
+    """The arguments of :func:`fit_reading` for each joint reading of ``block`` that needs a
+    fit (an excluded reading is fitted once, whatever the other statements' readings)."""
     options = options or ModelOptions()
     jobs = []
     checked_excluded: set[tuple[str, str]] = set()
@@ -209,7 +221,7 @@ def fit_block(
         checked_excluded.update(keys)
         opts = ModelOptions(icc=options.icc, p_bounds=not excluded, design=options.design)
         jobs.append((block, dict(joint), priors, opts, sampler, is_draws, excluded))
-    return run_unstored(fit_reading, jobs, sweep)
+    return jobs
 
 
 def fit_reading(
@@ -516,10 +528,13 @@ def run_summary_data(
     from khe_bayes.study.summary_data_checks import summary_data_checks
 
     blocks = blocks_from_evidence(evidence)
-    fits: list[ReadingFit] = []
-    for block in blocks:
-        progress(f"summary-data model: {block.name} ({len(block.joint_readings())} readings)")
-        fits += fit_block(block, priors, sampler, options=options, is_draws=is_draws, sweep=sweep)
+    jobs = [job for b in blocks for job in reading_jobs(b, priors, sampler, options, is_draws)]
+    progress(
+        f"summary-data model: {len(jobs)} fits for the joint readings of "
+        + ", ".join(f"{b.name} ({len(b.joint_readings())})" for b in blocks)
+    )
+    # all blocks' fits at once, so that Dask workers (--workers) are not idle between blocks
+    fits: list[ReadingFit] = run_unstored(fit_reading, jobs, sweep)
     rng = np.random.default_rng(derive_seed(sampler.seed, "summary_data", "weights"))
     posterior_weights(fits, rng)
     result = SummaryDataResult(fits, priors, options)
