@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import sys
 import weakref
 from collections.abc import Collection, Hashable
 from typing import Any
@@ -191,6 +192,8 @@ def _threads_allowed(requested: int) -> int:
     """Inside a Dask worker, no more sampling threads than the worker has (one, for local
     clusters), so N workers use N cores; elsewhere as requested. nutpie seeds each chain by its
     index, so the draws do not depend on how many chains run at once."""
+    if "distributed" not in sys.modules:  # a Dask worker has imported it; importing costs 0.5 s
+        return requested
     try:
         from distributed import get_worker
 

@@ -114,22 +114,27 @@ def describe_label(label: str, descriptions: Mapping[str, str]) -> str:
 
 
 def diagnostics(idata: xr.DataTree, rules: ConvergenceRules = DEFAULT_RULES) -> dict:
-    """Whole-model convergence: worst R-hat, smallest ESS, divergences, and whether it passes."""
-    rhat = az.rhat(idata)
-    ess_bulk = az.ess(idata, method="bulk")
-    ess_tail = az.ess(idata, method="tail")
+    """Whole-model convergence over every posterior scalar: worst rank-normalized R-hat,
+    smallest bulk and tail ESS (arviz-stats' estimators, computed for all scalars at once by
+    convergence.py), divergences, and whether it passes ``rules``."""
+    from khe_bayes.toolkit import convergence
 
-    def _extreme(ds, fn):
-        values = [float(fn(ds[v].values)) for v in ds.data_vars if ds[v].size]
-        return fn(np.array(values)) if values else float("nan")
-
-    n_chains = idata.posterior.sizes["chain"]
+    post = idata.posterior
+    n_chains, n_draws = post.sizes["chain"], post.sizes["draw"]
+    arrays = [post[v].transpose("chain", "draw", ...).values for v in post.data_vars]
+    worst = {"max_r_hat": float("nan"), "min_ess_bulk": float("nan"), "min_ess_tail": float("nan")}
+    if any(np.size(a) for a in arrays) and n_draws >= 4:
+        x = convergence.stack_scalars(arrays)
+        x = x[~np.isnan(x).any(axis=(1, 2))]  # ArviZ gives nan for a scalar with missing draws
+        if len(x):
+            worst["min_ess_bulk"] = float(np.nanmin(convergence.ess_bulk(x)))
+            worst["min_ess_tail"] = float(np.nanmin(convergence.ess_tail(x)))
+            if n_chains > 1:
+                worst["max_r_hat"] = float(np.nanmax(convergence.rhat(x)))
     out = {
         "chains": int(n_chains),
-        "draws": int(idata.posterior.sizes["draw"]),
-        "max_r_hat": float(_extreme(rhat, np.nanmax)) if n_chains > 1 else float("nan"),
-        "min_ess_bulk": float(_extreme(ess_bulk, np.nanmin)),
-        "min_ess_tail": float(_extreme(ess_tail, np.nanmin)),
+        "draws": int(n_draws),
+        **worst,
         "divergences": divergences(idata),
     }
     ess_min = rules.ess_per_chain_min * n_chains
