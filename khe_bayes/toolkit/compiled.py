@@ -137,17 +137,23 @@ class CompiledSampler:
         self._transformed = {v.name for v in model.value_vars if v.name not in model.named_vars}
 
     def sample(
-        self, model: pm.Model, settings: Any, *, log_likelihood: bool = False
+        self,
+        model: pm.Model,
+        settings: Any,
+        *,
+        log_likelihood: bool = False,
+        data_groups: bool = True,
     ) -> xr.DataTree:
         """Sample the posterior of ``model`` (which must have this sampler's structure) with its
         own data. ``settings`` is a :class:`khe_bayes.toolkit.sampling.SamplerSettings`. The
-        result also holds the model's ``observed_data`` and ``constant_data`` and, with
-        ``log_likelihood``, the pointwise log-likelihood of every observed variable."""
+        result also holds (``data_groups``) the model's ``observed_data`` and ``constant_data``
+        and, with ``log_likelihood``, the pointwise log-likelihood of every observed variable."""
         if structure_key(model) != self.key:
             raise ValueError("model structure differs from the compiled one; compile it anew")
         result = self.sample_data(model_data(model), settings)
-        for group, ds in model_groups(model).items():
-            set_group(result, group, ds)
+        if data_groups:
+            for group, ds in model_groups(model).items():
+                set_group(result, group, ds)
         if log_likelihood:
             result = pm.compute_log_likelihood(
                 result, model=model, extend_inferencedata=True, progressbar=False

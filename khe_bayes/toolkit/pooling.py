@@ -129,6 +129,7 @@ def fit_dataset(
             attrs=attrs,
             compiled_as=("pooled", name),
             log_likelihood=log_likelihood,
+            data_groups=log_likelihood,  # constant_data is kept only beside the log-likelihood
         )
 
     def kept(idata: xr.DataTree, warmup: str) -> xr.DataTree:

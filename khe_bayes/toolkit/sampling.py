@@ -36,6 +36,7 @@ def fit(
     compiled_as: Hashable | None = None,
     log_likelihood: bool = True,
     predictive_draws: int | None = None,
+    data_groups: bool = True,
 ) -> xr.DataTree:
     """Sample ``model`` with NUTS and return a DataTree with ``posterior``, ``sample_stats``,
     ``observed_data``, ``constant_data`` and (with ``log_likelihood``, for LOO) the pointwise
@@ -45,12 +46,15 @@ def fit(
     so that a saved result can be traced and rebuilt. ``compiled_as`` (nutpie backend): a label
     under which the compiled model is cached in this process, so later fits of models built by
     the same builder with the same priors only swap their data in; without it the model is
-    compiled for this fit alone.
+    compiled for this fit alone. ``predictive_draws``: the posterior predictive on that many
+    posterior draws (thinned evenly within each chain, see :func:`add_posterior_predictive`)
+    instead of all of them. ``data_groups=False`` (nutpie backend) leaves out
+    ``observed_data`` and ``constant_data``, for callers that drop them anyway.
     """
     log_likelihood = log_likelihood and bool(model.observed_RVs)
     try:
         if settings.backend == "nutpie":
-            idata = _fit_nutpie(model, settings, compiled_as, log_likelihood)
+            idata = _fit_nutpie(model, settings, compiled_as, log_likelihood, data_groups)
         else:
             idata = _fit_pymc(model, settings, log_likelihood)
     except Exception:
@@ -104,13 +108,17 @@ def add_posterior_predictive(
 
 
 def _fit_nutpie(
-    model: pm.Model, settings: SamplerSettings, label: Hashable | None, log_likelihood: bool
+    model: pm.Model,
+    settings: SamplerSettings,
+    label: Hashable | None,
+    log_likelihood: bool,
+    data_groups: bool = True,
 ) -> xr.DataTree:
     from khe_bayes.toolkit.compiled import CompiledSampler, process_cache
 
     cache = process_cache()
     sampler = CompiledSampler(model) if label is None else cache.sampler_for(model, label)
-    return sampler.sample(model, settings, log_likelihood=log_likelihood)
+    return sampler.sample(model, settings, log_likelihood=log_likelihood, data_groups=data_groups)
 
 
 def _fit_pymc(model: pm.Model, settings: SamplerSettings, log_likelihood: bool) -> xr.DataTree:
