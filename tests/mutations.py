@@ -81,10 +81,10 @@ MUTATIONS: tuple[Mutation, ...] = (
         "contrast_groups_swapped",
         "age difference computed KMP minus non-KMP (groups swapped in the contrast)",
         "khe_bayes/study/statistics.py",
-        '_pooled_t"): lambda ipd: t_two_sample_pooled(\n'
-        '        _col(ipd, "age_months", ~_kmp(ipd)), _col(ipd, "age_months", _kmp(ipd))',
-        '_pooled_t"): lambda ipd: t_two_sample_pooled(\n'
-        '        _col(ipd, "age_months", _kmp(ipd)), _col(ipd, "age_months", ~_kmp(ipd))',
+        '_pooled_t"): lambda cols: t_two_sample_pooled(\n'
+        '        _col(cols, "age_months", ~_kmp(cols)), _col(cols, "age_months", _kmp(cols))',
+        '_pooled_t"): lambda cols: t_two_sample_pooled(\n'
+        '        _col(cols, "age_months", _kmp(cols)), _col(cols, "age_months", ~_kmp(cols))',
         ("tests/test_statistics_mapping.py",),
     ),
     Mutation(
@@ -92,26 +92,26 @@ MUTATIONS: tuple[Mutation, ...] = (
         "combination vs alone compares combination with all non-combination patients "
         "(non-KMP included)",
         "khe_bayes/study/statistics.py",
-        'return (ipd["arm"] == "sirolimus") & _kmp(ipd)',
-        'return ipd["arm"] == "sirolimus"',
+        'return (cols.arm == "sirolimus") & _kmp(cols)',
+        'return cols.arm == "sirolimus"',
         ("tests/test_statistics_mapping.py",),
     ),
     Mutation(
         "p_value_from_wrong_test",
         "mean score at a visit printed with its one-sample p instead of the paired test's",
         "khe_bayes/study/statistics.py",
-        'return _with_p(t_one_sample(_col(ipd, f"severity_{visit}")), t_paired(before, after).p)',
-        'return t_one_sample(_col(ipd, f"severity_{visit}"))',
+        'return _with_p(t_one_sample(_col(cols, f"severity_{visit}")), t_paired(before, after).p)',
+        'return t_one_sample(_col(cols, f"severity_{visit}"))',
         ("tests/test_statistics_mapping.py",),
     ),
     Mutation(
         "loco_mislabels_center",
-        "leave-one-center-out: the refit drops the next center, the row names another",
+        "leave-one-center-out: the refit leaves out the next center, the row names another",
         "khe_bayes/study/sensitivity.py",
-        'subset = data[data["center"].astype(str) != center].reset_index(drop=True)',
-        'others = sorted(data["center"].astype(str).unique())\n'
-        "    center_dropped = others[(others.index(center) + 1) % len(others)]\n"
-        '    subset = data[data["center"].astype(str) != center_dropped].reset_index(drop=True)',
+        '    in_center = (data["center"].astype(str) == center).to_numpy()\n',
+        '    others = sorted(data["center"].astype(str).unique())\n'
+        "    dropped = None if center is None else others[(others.index(center) + 1) % len(others)]\n"
+        '    in_center = (data["center"].astype(str) == dropped).to_numpy()\n',
         (
             "tests/test_sensitivity.py::test_leave_one_center_out_refits_without_the_center_it_names",
         ),
@@ -120,9 +120,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         "loco_refits_fail",
         "leave-one-center-out: every refit fails and is recorded as a note",
         "khe_bayes/study/sensitivity.py",
-        '    subset = data[data["center"].astype(str) != center].reset_index(drop=True)\n',
-        '    subset = data[data["center"].astype(str) != center].reset_index(drop=True)\n'
-        "    subset = subset.iloc[:0]\n",
+        "idata = fit(t.build(data, t.default_priors, ~in_center), run, compiled_as=label)",
+        "idata = fit(t.build(data, t.default_priors, in_center & False), run, compiled_as=label)",
         (
             "tests/test_sensitivity.py::test_leave_one_center_out_refits_without_the_center_it_names",
         ),
@@ -233,6 +232,44 @@ MUTATIONS: tuple[Mutation, ...] = (
         (
             "tests/test_pooling.py::test_quick_warmup_is_kept_only_when_it_passes_the_convergence_rules",
         ),
+    ),
+    Mutation(
+        "loco_weight_ignored",
+        "leave-one-center-out by weight: the left-out patients still count in the likelihood",
+        "khe_bayes/study/hierarchical/common.py",
+        'pm.Potential(f"{name}_loglik", (weight * pm.logp(cls.dist(**params), observed)).sum())',
+        'pm.Potential(f"{name}_loglik", pm.logp(cls.dist(**params), observed).sum())',
+        ("tests/test_sensitivity.py::test_leaving_a_center_out_by_weight_is_dropping_its_rows",),
+    ),
+    Mutation(
+        "initial_point_from_first_compiled",
+        "compiled sampler: the swapped-in data are not set on the compiled-from model, so chains "
+        "start where the first compiled prior put them",
+        "khe_bayes/toolkit/compiled.py",
+        "            self._model[name].set_value(",
+        "            (lambda *_: None)(",
+        (
+            "tests/test_compiled.py::test_priors_swapped_in_as_data_give_the_draws_of_a_fresh_compile",
+        ),
+    ),
+    Mutation(
+        "predictive_labels_shifted",
+        "thinned posterior predictive: replications labelled with the next kept draw",
+        "khe_bayes/toolkit/sampling.py",
+        "        posterior = posterior.isel(draw=keep)\n",
+        "        posterior = posterior.isel(draw=keep)\n"
+        '        posterior = posterior.assign_coords(draw=np.roll(posterior["draw"].values, 1))\n',
+        (
+            "tests/test_pooling.py::test_thinned_predictive_replicates_the_posterior_draw_with_its_label",
+        ),
+    ),
+    Mutation(
+        "ess_not_monotone",
+        "vectorized ESS: Geyer's initial monotone sequence left out",
+        "khe_bayes/toolkit/convergence.py",
+        "monotone = np.minimum.accumulate(pairs[:c]).sum() if c else 0.0",
+        "monotone = pairs[:c].sum() if c else 0.0",
+        ("tests/test_convergence.py",),
     ),
     Mutation(
         "wilson_centre_wrong",
