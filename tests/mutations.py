@@ -110,7 +110,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         "khe_bayes/study/sensitivity.py",
         '    in_center = (data["center"].astype(str) == center).to_numpy()\n',
         '    others = sorted(data["center"].astype(str).unique())\n'
-        "    dropped = None if center is None else others[(others.index(center) + 1) % len(others)]\n"
+        "    nxt = None if center is None else (others.index(center) + 1) % len(others)\n"
+        "    dropped = None if nxt is None else others[nxt]\n"
         '    in_center = (data["center"].astype(str) == dropped).to_numpy()\n',
         (
             "tests/test_sensitivity.py::test_leave_one_center_out_refits_without_the_center_it_names",
@@ -120,8 +121,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         "loco_refits_fail",
         "leave-one-center-out: every refit fails and is recorded as a note",
         "khe_bayes/study/sensitivity.py",
-        "idata = fit(t.build(data, t.default_priors, ~in_center), run, compiled_as=label)",
-        "idata = fit(t.build(data, t.default_priors, in_center & False), run, compiled_as=label)",
+        "model = _refit_model(t, data, t.default_priors, keep=~in_center)",
+        "model = _refit_model(t, data, t.default_priors, keep=in_center & False)",
         (
             "tests/test_sensitivity.py::test_leave_one_center_out_refits_without_the_center_it_names",
         ),

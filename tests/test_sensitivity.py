@@ -88,18 +88,19 @@ def test_prior_grid_matches_precision_weighting_of_the_neutral_fit():
 
 
 def test_priors_as_data_keep_the_density_and_share_one_compilation_across_the_grid():
-    """Every prior-grid cell of both targets, built with its priors' parameters as data, has
-    the same log density as the model built with them as constants (at random points of the
-    unconstrained space), and all cells of a target have one compiled structure, so the grid
-    compiles once per target. A prior parameter left constant gives each cell its own
-    structure; a parameter put in the wrong place changes the density.
+    """Every prior-grid cell of both targets, built as the refits build it (priors' parameters
+    as data, every patient at likelihood weight 1), has the same log density as the plain
+    model with constant priors (at random points of the unconstrained space), and all cells
+    and the leave-one-center-out refits of a target have one compiled structure, so the
+    sensitivity refits compile once per target. A prior parameter left constant gives each
+    cell its own structure; a parameter put in the wrong place changes the density.
 
     Tolerance 1e-6: PyTensor keeps a Python float that float32 holds exactly (1.5, 0.5) as a
     float32 constant and folds e.g. log(1.5) in float32, so the constant-prior model's density
     is off by about 1e-8 a term (log(float32(1.5)) - log(1.5) = -1.2e-8); the data containers
     are float64."""
+    from khe_bayes.study.sensitivity import _refit_model
     from khe_bayes.toolkit.compiled import structure_key
-    from khe_bayes.toolkit.priors import priors_as_data
 
     rng = np.random.default_rng(0)
     for t in TARGETS:
@@ -110,8 +111,7 @@ def test_priors_as_data_keep_the_density_and_share_one_compilation_across_the_gr
                     update={t.effect_field: effect, "center_sd": sd}
                 )
                 constant = t.build(DATA, priors)
-                with priors_as_data():
-                    as_data = t.build(DATA, priors)
+                as_data = _refit_model(t, DATA, priors)  # as the grid builds it
                 assert any(v.name.endswith("__prior_sigma") for v in as_data.data_vars)
                 keys.add(structure_key(as_data))
                 logp_c, logp_d = constant.compile_logp(), as_data.compile_logp()
@@ -119,6 +119,10 @@ def test_priors_as_data_keep_the_density_and_share_one_compilation_across_the_gr
                 for _ in range(3):
                     at = {k: v + rng.normal(size=np.shape(v)) for k, v in point.items()}
                     assert logp_d(at) == pytest.approx(logp_c(at), abs=1e-6)
+        # leave-one-center-out refits (a center at weight 0) have the grid's structure too
+        center = DATA["center"].astype(str).iloc[0]
+        loco = _refit_model(t, DATA, t.default_priors, keep=(DATA["center"] != center).to_numpy())
+        keys.add(structure_key(loco))
         assert len(keys) == 1, t.model
 
 

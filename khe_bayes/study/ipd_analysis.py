@@ -231,7 +231,7 @@ def run_ipd_models(
             fits = [*previous.fits[spec.name].per_dataset, *fits]
         fit = pool_fits(spec.name, fits, spec.var_names)
         result.fits[spec.name] = fit
-        table = with_summary_layout(pooled_summary(fit, spec.descriptions), fit)
+        table = with_summary_layout(pooled_summary(fit, spec.descriptions))
         table.insert(0, "model", spec.name)
         summaries.append(table)
         share = reconstruction_variance_share(fit)
@@ -286,20 +286,11 @@ def run_ipd_models(
     return result
 
 
-def with_summary_layout(table: pd.DataFrame, fit: PooledFit) -> pd.DataFrame:
-    """The pooled summary in summary.csv's layout: ``mcse_sd`` added (combined over datasets
-    like ``mcse_mean``: root sum of squares over the number of datasets) and the columns in
+def with_summary_layout(table: pd.DataFrame) -> pd.DataFrame:
+    """The pooled summary (with its ``mcse_sd``, see :func:`pooled_summary`) with the columns in
     the order of :func:`khe_bayes.toolkit.summary.summarize`."""
-    import arviz as az
-
     from khe_bayes.toolkit.summary import DIAGNOSTIC_COLUMNS, STAT_COLUMNS
 
-    if "mcse_sd" not in table:
-        per = [
-            az.summary(i, var_names=fit.var_names, kind="diagnostics", round_to="none")["mcse_sd"]
-            for i in fit.per_dataset
-        ]
-        table["mcse_sd"] = np.sqrt(sum(p**2 for p in per)) / len(per)
     rest = [c for c in table.columns if c not in {"description", "flag"}]
     layout = [*STAT_COLUMNS, *DIAGNOSTIC_COLUMNS]
     order = ["description", *layout, *[c for c in rest if c not in layout], "flag"]

@@ -113,6 +113,22 @@ def _row(draws: np.ndarray, threshold: float) -> dict:
     }
 
 
+def _refit_model(
+    t: SensitivityTarget, data: pd.DataFrame, priors, keep: np.ndarray | None = None
+) -> pm.Model:
+    """The target's model as every sensitivity refit builds it: priors as data (a grid cell's
+    priors are swapped in) and a likelihood weight per patient (leave-one-center-out gives a
+    center's patients weight 0), so the prior grid and leave-one-center-out of a target share
+    one compiled model. All weights 1 is the same density as the plain model."""
+    keep = np.ones(len(data), dtype=bool) if keep is None else keep
+    with priors_as_data():
+        return t.build(data, priors, keep)
+
+
+def _refit_label(t: SensitivityTarget) -> tuple[str, str]:
+    return ("sensitivity_refit", t.model)
+
+
 def grid_cell(
     t: SensitivityTarget,
     data: pd.DataFrame,
@@ -126,9 +142,7 @@ def grid_cell(
         update={t.effect_field: effect_prior, "center_sd": sd_prior}
     )
     run = with_seed(settings, derive_seed(settings.seed, t.model, effect_label, sd_label))
-    with priors_as_data():  # one compilation serves every cell whose priors share families
-        model = t.build(data, priors)
-    idata = fit(model, run, compiled_as=("prior_grid", t.model))
+    idata = fit(_refit_model(t, data, priors), run, compiled_as=_refit_label(t))
     return {
         "model": t.model,
         "quantity": t.quantity,
@@ -147,16 +161,16 @@ def loco_cell(
     of the likelihood by weight 0 rather than dropped (build's ``keep``), so every refit of a
     target has the full data's shapes and one compiled model serves them all; the posterior of
     every quantity but the left-out center's own effect is that of the dropped-rows model."""
-    label = ("leave_one_center_out", t.model)
+    label = _refit_label(t)
     in_center = (data["center"].astype(str) == center).to_numpy()
     if center is None:
-        model = t.build(data, t.default_priors, np.ones(len(data), dtype=bool))
-        idata = fit(model, settings, compiled_as=label)
+        idata = fit(_refit_model(t, data, t.default_priors), settings, compiled_as=label)
         draws = select_draws(idata, t.quantity)
         return {"mean": float(draws.mean()), "sd": float(draws.std()), **diagnostics(idata)}
     run = with_seed(settings, derive_seed(settings.seed, t.model, "loco", center))
     try:
-        idata = fit(t.build(data, t.default_priors, ~in_center), run, compiled_as=label)
+        model = _refit_model(t, data, t.default_priors, keep=~in_center)
+        idata = fit(model, run, compiled_as=label)
     except ValueError as exc:  # e.g. too few KMP patients left
         return {"model": t.model, "quantity": t.quantity, "left_out": center, "note": str(exc)}
     return {

@@ -405,7 +405,8 @@ def pooled_summary(
     """ArviZ summary layout, pooled by Rubin's rules: ``mean`` is q_bar, ``sd`` sqrt(T); the
     95% HDI, median and 95% equal-tailed interval are from :func:`rubin_draws` (variance T);
     ``mcse_mean`` is sqrt(B / M) (the pooled mean's whole Monte Carlo error; with one dataset
-    the MCMC SE of that fit), ``mc_error_ratio`` is mcse_mean / sd; ``r_hat`` is the worst
+    the MCMC SE of that fit), ``mcse_sd`` the datasets' MCSEs of the SD combined as for a mean
+    of M independent estimates, ``mc_error_ratio`` is mcse_mean / sd; ``r_hat`` is the worst
     per-dataset R-hat and ``ess_bulk``/``ess_tail`` the smallest per-dataset ESS; ``flag``
     lists per-dataset convergence problems."""
     per_draws = [_scalar_draws(i, fit.var_names) for i in fit.per_dataset]
@@ -440,6 +441,10 @@ def pooled_summary(
         stats["mcse_mean"] = [rows[k]["rubin"].mcse for k in stats.index]
     else:
         stats["mcse_mean"] = per[0]["mcse_mean"].reindex(stats.index).to_numpy(float)
+    # the MCMC error of the pooled SD: the datasets' MCSEs of their SDs combined as for a mean
+    # of M independent estimates
+    mcse_sd = np.sqrt(sum(p["mcse_sd"].reindex(stats.index).to_numpy(float) ** 2 for p in per))
+    stats["mcse_sd"] = mcse_sd / len(per)
     stats["mc_error_ratio"] = stats["mcse_mean"] / stats["sd"]
     stats["ess_bulk"] = pd.concat([p["ess_bulk"] for p in per], axis=1).min(axis=1)
     stats["ess_tail"] = pd.concat([p["ess_tail"] for p in per], axis=1).min(axis=1)
