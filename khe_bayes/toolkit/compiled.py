@@ -36,7 +36,6 @@ import pandas as pd
 import pymc as pm
 import pytensor
 import xarray as xr
-from pymc.model.fgraph import clone_model
 from pytensor.graph.basic import Constant
 from pytensor.graph.traversal import ancestors
 from pytensor.printing import debugprint
@@ -120,19 +119,19 @@ class CompiledSampler:
 
         self.key = structure_key(model)
         self._dtypes = {name: value.dtype for name, value in model_data(model).items()}
+        # the compiled model's initial-point function (PyMC's) reads this model's pm.Data
+        # containers, not the swapped-in copies: sample_data sets them, so that a chain starts
+        # where a fresh compilation for those data would start it (with priors as data the
+        # starting point depends on the prior; otherwise on the first model compiled, i.e. on
+        # the order of the fits and on which Dask worker compiled first)
+        self._model = model
+        self._compiled_values = model_data(model)
         self._nutpie = nutpie
-        # Compiled from a private copy of the model: PyMC's initial-point function, which nutpie
-        # calls, reads that copy's pm.Data containers, and sample_data sets them to each fit's
-        # data, so a chain starts where a compilation for those data would start it (with
-        # priors as data the starting point depends on the prior; before, it depended on which
-        # model had been compiled first). The caller's model is never changed.
-        self._model = clone_model(model)
-        self._compiled_values = model_data(self._model)
         # IEEE arithmetic (no fastmath): with fastmath, code that numba loads from PyTensor's
         # on-disk cache and code it compiles afresh can round differently, so the same seed
         # gave different draws depending on the cache's state (seen with the ordinal model).
         with pytensor.config.change_flags(numba__fastmath=False):
-            self._compiled = nutpie.compile_pymc_model(self._model)
+            self._compiled = nutpie.compile_pymc_model(model)
         self._coords = {name: pd.Index(values) for name, values in self._compiled.coords.items()}
         # the sampler's unconstrained values (e.g. center_sd_log__) are not model quantities
         self._transformed = {v.name for v in model.value_vars if v.name not in model.named_vars}
