@@ -325,3 +325,22 @@ def test_priors_swapped_in_as_data_give_the_draws_of_a_fresh_compile(datasets):
     np.testing.assert_array_equal(
         reused.posterior["kmp_effect"].values, alone.posterior["kmp_effect"].values
     )
+
+
+def test_sampling_other_data_leaves_the_compiled_from_model_unchanged(datasets):
+    """The sampler sets each fit's data on the model its initial-point function reads; that
+    must be a private copy, not the caller's model: after another dataset is sampled through a
+    sampler compiled from model A, A still holds A's data (a caller re-using A, e.g. for its
+    posterior predictive, would otherwise get B's data without notice)."""
+    a, b = datasets
+    settings = SamplerSettings(draws=20, tune=20, chains=1, seed=2, backend="nutpie")
+    model_a, model_b = build_response_model(a), build_response_model(b)
+    before = model_data(model_a)
+    cache = SamplerCache()
+    cache.sampler_for(model_a, "private").sample(model_a, settings)
+    cache.sampler_for(model_b, "private").sample(model_b, settings)
+    assert cache.compilations == 1
+    after = model_data(model_a)
+    assert any(not np.array_equal(before[k], model_data(model_b)[k]) for k in before)
+    for name, values in before.items():
+        np.testing.assert_array_equal(after[name], values)

@@ -123,7 +123,8 @@ class CompiledSampler:
         # containers, not the swapped-in copies: sample_data sets them, so that a chain starts
         # where a fresh compilation for those data would start it (with priors as data the
         # starting point depends on the prior; otherwise on the first model compiled, i.e. on
-        # the order of the fits and on which Dask worker compiled first)
+        # the order of the fits and on which Dask worker compiled first); they are set back
+        # after sampling, so the caller's model keeps its own data
         self._model = model
         self._compiled_values = model_data(model)
         self._nutpie = nutpie
@@ -176,18 +177,22 @@ class CompiledSampler:
             self._model[name].set_value(
                 np.asarray(data.get(name, values), dtype=self._dtypes[name])
             )
-        raw = self._nutpie.sample(
-            compiled,
-            draws=settings.draws,
-            tune=settings.tune,
-            chains=settings.chains,
-            cores=_threads_allowed(settings.cores or settings.chains),
-            seed=settings.seed,
-            target_accept=settings.target_accept,
-            save_warmup=False,
-            progress_bar=False,
-            return_raw_trace=True,
-        )
+        try:
+            raw = self._nutpie.sample(
+                compiled,
+                draws=settings.draws,
+                tune=settings.tune,
+                chains=settings.chains,
+                cores=_threads_allowed(settings.cores or settings.chains),
+                seed=settings.seed,
+                target_accept=settings.target_accept,
+                save_warmup=False,
+                progress_bar=False,
+                return_raw_trace=True,
+            )
+        finally:  # that model is the caller's: it gets its own data back
+            for name, values in self._compiled_values.items():
+                self._model[name].set_value(values)
         draw_batches, stat_batches = raw.get_arrow_trace()
         return raw_trace_to_inference_data(
             draw_batches, stat_batches, self._coords, drop=self._transformed
